@@ -1,0 +1,1 @@
+"""ATLAS ETRM: client, typed records and errors."""

@@ -1,0 +1,3 @@
+"""ATLAS mirror: custom field definitions, counterparties, orders, items, invoices, payments."""
+
+__all__: list[str] = []

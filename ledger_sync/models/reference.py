@@ -1,0 +1,3 @@
+"""Gotransverse reference data (ledger, calendar, periods, GL accounts) and posting settings."""
+
+__all__: list[str] = []
