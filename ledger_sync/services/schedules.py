@@ -1,0 +1,54 @@
+"""The recurring django-q2 schedules, created idempotently (by a migration and by `demo`).
+
+Each entry is keyed by its name: running this again updates the interval and never adds a
+second copy. Nothing here is set up by hand in the admin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    name: str
+    func: str
+    minutes: int
+
+
+def default_schedules() -> list[ScheduleSpec]:
+    """Every recurring task of ledger_sync. Areas add their entry here."""
+    return [
+        ScheduleSpec(
+            name="ATLAS mirror",
+            func="ledger_sync.tasks.sync_atlas_task",
+            minutes=settings.ATLAS_SYNC_INTERVAL_MINUTES,
+        ),
+        ScheduleSpec(
+            name="Gotransverse reference data",
+            func="ledger_sync.tasks.sync_gotransverse_task",
+            minutes=settings.GOTRANSVERSE_SYNC_INTERVAL_MINUTES,
+        ),
+    ]
+
+
+def schedules_ensure() -> int:
+    """Create or update every default schedule; returns how many were created."""
+    from django_q.models import Schedule
+
+    created = 0
+    for spec in default_schedules():
+        _, was_created = Schedule.objects.update_or_create(
+            name=spec.name,
+            defaults={
+                "func": spec.func,
+                "kwargs": {"trigger": "schedule"},
+                "schedule_type": Schedule.MINUTES,
+                "minutes": spec.minutes,
+                "repeats": -1,
+            },
+        )
+        created += int(was_created)
+    return created
