@@ -44,7 +44,7 @@ def schedules_ensure() -> int:
             name=spec.name,
             defaults={
                 "func": spec.func,
-                "kwargs": {"trigger": "schedule"},
+                "kwargs": repr({"trigger": "schedule"}),
                 "schedule_type": Schedule.MINUTES,
                 "minutes": spec.minutes,
                 "repeats": -1,
