@@ -10,6 +10,11 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 # Tests queue tasks and assert on them; django-q2 runs them in-process when sync is on.
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 DEBUG = False
+# Tests render admin pages without running collectstatic first.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # One database per CI run, so two runs on one server never collide.
