@@ -226,6 +226,9 @@ class Counterparty(AtlasRecord):
     def _parse(cls, r: _Reader) -> Self:
         values = []
         for index, item in enumerate(r.list("customFieldValues")):
+            if not isinstance(item, Mapping):
+                # Checked here so the error names this counterparty, not "(no id)".
+                raise r.fail(f"customFieldValues[{index}]", f"must be an object, got {item!r}")
             sub = _Reader(cls.entity, item)
             sub.record_id = r.record_id
             try:
@@ -417,6 +420,13 @@ def parse_records(record_type: type[R], data: Iterable[Any]) -> ReadResult[R]:
             result.records.append(record_type.from_json(raw))
         except RecordError as error:
             result.errors.append(error)
+        except (ArithmeticError, TypeError, ValueError) as error:
+            # A value no field check foresaw (e.g. Infinity as an id): still this record's
+            # error, not the end of the pass.
+            rid = raw.get("id") if isinstance(raw, Mapping) else None
+            result.errors.append(
+                RecordError(record_type.entity, rid, "(record)", f"could not be read: {error}", raw)
+            )
     return result
 
 

@@ -137,11 +137,8 @@ def _call_reporting_failure(command: BaseCommand, name: str) -> None:
     """A failed or partial sync is shown, not fatal: the demo is about looking at it."""
     try:
         call_command(name)
-    except SystemExit as exit_:
-        if exit_.code:
-            command.stdout.write(
-                command.style.WARNING(f"{name} finished with problems (listed above).")
-            )
+    except CommandError as problem:
+        command.stdout.write(command.style.WARNING(f"{name} finished with problems: {problem}"))
 
 
 def _ensure_setup() -> None:
