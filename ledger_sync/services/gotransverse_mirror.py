@@ -1,0 +1,703 @@
+"""Mirror the Gotransverse reference data: the ledger, its calendar (years and periods) and the
+GL accounts of its chart.
+
+One pass is one SyncRun (system "gotransverse") with created / updated / unchanged / failed
+counts per entity, plus "missing":
+
+- every record is upserted on its own savepoint, keyed by its AR Ledger id; a changed record is
+  updated with a RecordChange holding the before/after of each changed top-level JSON field;
+- a record that cannot be read or stored is a failed item of the run with its reason, its stored
+  row (if any) turns INVALID and keeps its last good values, and the rest of the pass goes on;
+- a record no longer in the AR Ledger is kept and marked MISSING (journals may point at it),
+  only when the pass saw the whole list, so a short page never makes live records vanish;
+- a remote failure (after the client's own retries) ends the run FAILED with the reason.
+
+Idempotent: a record whose content has not changed is not rewritten; the only write a second
+pass over an unchanged ledger makes is `last_seen_at`, in one UPDATE per model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from integration import wire
+from integration.gotransverse import records as remote
+from integration.gotransverse.errors import GotransverseError
+from integration.gotransverse.records import RecordError
+from ledger_sync.errors import ConfigurationError
+from ledger_sync.models import (
+    AccountingPeriod,
+    AccountingYear,
+    GLAccount,
+    Ledger,
+    RecordChange,
+    SyncRun,
+    SyncState,
+)
+from ledger_sync.services.sync_runs import RunRecorder, sync_run_start
+
+logger = logging.getLogger(__name__)
+
+SYSTEM = SyncRun.System.GOTRANSVERSE
+ENTITY_LEDGER = "Ledger"
+ENTITY_YEAR = "AccountingYear"
+ENTITY_PERIOD = "AccountingPeriod"
+ENTITY_ACCOUNT = "GLAccount"
+ENTITIES = (ENTITY_LEDGER, ENTITY_YEAR, ENTITY_PERIOD, ENTITY_ACCOUNT)
+
+LAST_SEEN_CHUNK = 500
+
+# progress(stage, done, total): stage is one of ENTITIES; total is None when not known yet.
+Progress = Callable[[str, int, int | None], None]
+
+
+def gotransverse_mirror_run(
+    *,
+    client: Any,
+    ledger_id: int | str,
+    trigger: str,
+    user: Any = None,
+    progress: Progress | None = None,
+) -> SyncRun:
+    """One pass over ledger `ledger_id`: ledger, calendar years, accounting periods, GL accounts.
+
+    Returns the finished SyncRun: SUCCEEDED, COMPLETED_WITH_ERRORS (some records failed, each in
+    run.errors) or FAILED (the AR Ledger could not be read; run.error_message says why).
+    """
+    remote_ledger_id = _ledger_id(ledger_id)
+    recorder = sync_run_start(system=SYSTEM, trigger=trigger, user=user)
+    mirror = _Mirror(recorder=recorder, progress=progress or _no_progress)
+    # A client may serve several runs: each run counts only its own requests.
+    stats_at_start = _client_stats(client)
+    error = ""
+    try:
+        mirror.run(client=client, ledger_id=remote_ledger_id)
+    except GotransverseError as exc:
+        error = str(exc)
+        logger.warning(
+            "gotransverse mirror failed",
+            extra={"run": recorder.run.pk, "status": exc.status, "code": exc.code},
+        )
+    except Exception as exc:
+        # A bug, not the ledger: never leave the run RUNNING, and let the caller see the crash.
+        recorder.finish(
+            error=f"Unexpected {type(exc).__name__}: {exc}",
+            **_stats_since(client, stats_at_start),
+        )
+        raise
+    run = recorder.finish(error=error, **_stats_since(client, stats_at_start))
+    return _store_missing_counts(run, mirror.missing)
+
+
+def _ledger_id(value: int | str) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ConfigurationError(
+            f"The Gotransverse ledger id must be a number, got {value!r}; "
+            "set GOTRANSVERSE_LEDGER_ID to the AR Ledger's id."
+        ) from None
+
+
+# --- the pass ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Mirror:
+    recorder: RunRecorder
+    progress: Progress
+    now: datetime = field(default_factory=timezone.now)
+    missing: dict[str, int] = field(default_factory=dict)
+    # pks of rows seen unchanged, per model: their last_seen_at moves in one UPDATE per stage.
+    unchanged: dict[type[models.Model], list[int]] = field(default_factory=dict)
+
+    @property
+    def sync_run(self) -> SyncRun:
+        return self.recorder.run
+
+    def run(self, *, client: Any, ledger_id: int) -> None:
+        for entity in ENTITIES:
+            self.missing.setdefault(entity, 0)
+        ledger_raw = _fetch_ledger_raw(client, ledger_id)
+        ledger = self.mirror_ledger(ledger_id, ledger_raw)
+        if ledger is not None:
+            self.mirror_calendar(ledger, ledger_raw)
+        self.refresh_last_seen()
+        chart_id = ledger.chart_of_account_id if ledger is not None else None
+        self.mirror_accounts(client, chart_id)
+        self.refresh_last_seen()
+
+    # --- ledger ---------------------------------------------------------------------------------
+
+    def mirror_ledger(self, ledger_id: int, raw: Any) -> Ledger | None:
+        self.progress(ENTITY_LEDGER, 0, 1)
+        own_raw = _without(raw, "calendar")
+        try:
+            record = remote.Ledger.from_json(own_raw)
+            if record.id != ledger_id:
+                raise RecordError(
+                    ENTITY_LEDGER,
+                    record.id,
+                    "id",
+                    f"is {record.id}, but ledger {ledger_id} was asked for; check "
+                    "GOTRANSVERSE_LEDGER_ID",
+                    own_raw,
+                )
+        except RecordError as exc:
+            self._fail(exc, model=Ledger, default_id=ledger_id)
+            # The calendar still belongs to the ledger we already hold, if we hold it.
+            return Ledger.objects.filter(gotransverse_id=ledger_id).first()
+        ledger = self.upsert(
+            Ledger,
+            entity=ENTITY_LEDGER,
+            lookup={"gotransverse_id": record.id},
+            raw=own_raw,
+            values={
+                "name": record.name,
+                "description": record.description or "",
+                "status": record.status or "",
+                "convert_currency": record.convert_currency or "",
+                "conversion_currency": (record.conversion_currency or "").upper(),
+                "conversion_rate_set_id": record.conversion_rate_set_id or "",
+                "currency_exchange_version": record.currency_exchange_version or "",
+                "chart_of_account_id": record.chart_of_account_id,
+                "rule_set_id": record.rule_set_id,
+                "timezone_name": record.timezone_name or "",
+                "create_zero_amount_entries": bool(record.create_zero_amount_entries),
+                "is_valid": record.valid,
+            },
+        )
+        self.progress(ENTITY_LEDGER, 1, 1)
+        return ledger
+
+    # --- calendar -------------------------------------------------------------------------------
+
+    def mirror_calendar(self, ledger: Ledger, ledger_raw: Any) -> None:
+        calendar = ledger_raw.get("calendar") if isinstance(ledger_raw, Mapping) else None
+        years_raw = calendar.get("years") if isinstance(calendar, Mapping) else None
+        if years_raw is None:
+            years_raw = []
+        if not isinstance(years_raw, list):
+            self.recorder.error(
+                entity=ENTITY_YEAR,
+                field="calendar.years",
+                message=f"Ledger {ledger.gotransverse_id}: calendar.years is not a list; "
+                "the calendar was not mirrored.",
+                raw=calendar,
+            )
+            return
+        seen_years: set[int] = set()
+        seen_periods: set[int] = set()
+        # Years whose periods cannot all be accounted for: their periods are never marked MISSING.
+        incomplete_years: set[int] = set()
+        all_years_known = True
+        period_total = sum(
+            len(y.get("accounting-periods") or []) for y in years_raw if isinstance(y, Mapping)
+        )
+        periods_done = 0
+        for index, year_raw in enumerate(years_raw):
+            self.progress(ENTITY_YEAR, index, len(years_raw))
+            own_raw = _without(year_raw, "accounting-periods")
+            try:
+                year_record = remote.CalendarYear.from_json(own_raw)
+            except RecordError as exc:
+                self._fail(exc, model=AccountingYear, scope={"ledger": ledger})
+                year_id = _int_or_none(own_raw, "id")
+                if year_id is None:
+                    all_years_known = False
+                else:
+                    seen_years.add(year_id)
+                    incomplete_years.add(year_id)
+                continue
+            seen_years.add(year_record.id)
+            year = self.upsert(
+                AccountingYear,
+                entity=ENTITY_YEAR,
+                lookup={"ledger": ledger, "gotransverse_id": year_record.id},
+                raw=own_raw,
+                values={
+                    "name": year_record.name or f"{year_record.start_date:%Y}",
+                    "description": year_record.description or "",
+                    "year": year_record.start_date.year,
+                    "start_date": year_record.start_date,
+                    "end_date": year_record.end_date,
+                    "is_open": year_record.open,
+                    "is_complete": year_record.complete,
+                },
+            )
+            periods_raw = year_raw.get("accounting-periods") or []
+            if year is None or not isinstance(periods_raw, list):
+                incomplete_years.add(year_record.id)
+                if year is not None:
+                    self.recorder.error(
+                        entity=ENTITY_PERIOD,
+                        field="accounting-periods",
+                        message=f"AccountingYear {year_record.id}: accounting-periods is not a "
+                        "list; its periods were not mirrored.",
+                        raw=periods_raw,
+                    )
+                continue
+            for period_raw in periods_raw:
+                periods_done += 1
+                self.progress(ENTITY_PERIOD, periods_done, period_total)
+                outcome = self.mirror_period(ledger, year, period_raw)
+                if outcome is None:
+                    incomplete_years.add(year_record.id)
+                else:
+                    seen_periods.add(outcome)
+        self.progress(ENTITY_YEAR, len(years_raw), len(years_raw))
+        if all_years_known:
+            self.mark_missing(
+                AccountingYear.objects.filter(ledger=ledger).exclude(
+                    gotransverse_id__in=seen_years
+                ),
+                entity=ENTITY_YEAR,
+            )
+            self.mark_missing(
+                AccountingPeriod.objects.filter(ledger=ledger)
+                .exclude(gotransverse_id__in=seen_periods)
+                .exclude(year__gotransverse_id__in=incomplete_years),
+                entity=ENTITY_PERIOD,
+            )
+
+    def mirror_period(self, ledger: Ledger, year: AccountingYear, raw: Any) -> int | None:
+        """Upsert one period; returns its remote id when known (stored or failed), else None."""
+        try:
+            record = remote.AccountingPeriod.from_json(raw)
+            if record.end_date < record.start_date:
+                raise RecordError(
+                    ENTITY_PERIOD,
+                    record.id,
+                    "end_date",
+                    f"({record.end_date}) is before start_date ({record.start_date}); fix the "
+                    "period in the Gotransverse calendar",
+                    raw,
+                )
+        except RecordError as exc:
+            self._fail(exc, model=AccountingPeriod, scope={"ledger": ledger})
+            return _as_int(exc.record_id)
+        stored = self.upsert(
+            AccountingPeriod,
+            entity=ENTITY_PERIOD,
+            lookup={"ledger": ledger, "gotransverse_id": record.id},
+            raw=raw,
+            values={
+                "year": year,
+                "name": record.name or f"{record.start_date:%b %Y}",
+                "description": record.description or "",
+                "quarter": record.quarter or "",
+                "start_date": record.start_date,
+                "end_date": record.end_date,
+                "is_open": record.open,
+                "status": "OPEN" if record.open else "CLOSED",
+            },
+        )
+        return record.id if stored is not None else None
+
+    # --- GL accounts ----------------------------------------------------------------------------
+
+    def mirror_accounts(self, client: Any, chart_id: int | None) -> None:
+        paginator = _list_accounts(client, chart_id)
+        seen: set[int] = set()
+        seen_numbers: set[str] = set()
+        done = 0
+        for record in paginator:
+            done += 1
+            self.progress(ENTITY_ACCOUNT, done, paginator.total_count)
+            seen.add(record.id)
+            number = record.number.strip()
+            if number in seen_numbers:
+                self._fail(
+                    RecordError(
+                        ENTITY_ACCOUNT,
+                        record.id,
+                        "number",
+                        f"{number} is used by another account of the same chart; give each "
+                        "account its own number in Gotransverse",
+                        record.raw,
+                    ),
+                    model=GLAccount,
+                )
+                continue
+            seen_numbers.add(number)
+            self.upsert(
+                GLAccount,
+                entity=ENTITY_ACCOUNT,
+                lookup={"gotransverse_id": record.id},
+                raw=record.raw,
+                values={
+                    "number": number,
+                    "name": record.name or "",
+                    "description": record.description or "",
+                    "type": record.type or "",
+                    "designation": record.designation or "",
+                    "designation_category": record.designation_category or "",
+                    "is_posting_account": record.is_posting_account,
+                    "status": record.status or "",
+                    "chart_of_account_ids": list(record.chart_of_accounts),
+                },
+                before_save=self._free_number_of_vanished_account,
+            )
+        unknown_ids = False
+        for exc in paginator.errors:
+            self._fail(exc, model=GLAccount)
+            record_id = _as_int(exc.record_id)
+            if record_id is None:
+                unknown_ids = True
+            else:
+                seen.add(record_id)
+        received = len(seen) + (len(paginator.errors) if unknown_ids else 0)
+        complete = paginator.total_count is None or received >= paginator.total_count
+        if not complete:
+            # Offset paging is not a snapshot: a record written during the pass may have shifted
+            # the pages. Marking the "unseen" ones MISSING could hide live accounts.
+            self.recorder.error(
+                entity=ENTITY_ACCOUNT,
+                message=f"The AR Ledger announced {paginator.total_count} GL accounts but the "
+                f"pass received {received}; no account was marked missing. The next pass "
+                "will settle it.",
+                count=False,
+            )
+        elif not unknown_ids:
+            self.mark_missing(
+                GLAccount.objects.exclude(gotransverse_id__in=seen), entity=ENTITY_ACCOUNT
+            )
+
+    def _free_number_of_vanished_account(self, account: GLAccount) -> None:
+        """A number re-used by a new account after the old one was deleted in Gotransverse.
+
+        The old row keeps its number (history) but turns MISSING now, so the unique-while-live
+        constraint lets the new account take the number.
+        """
+        previous = (
+            GLAccount.objects.exclude(sync_state=SyncState.MISSING)
+            .exclude(gotransverse_id=account.gotransverse_id)
+            .filter(number=account.number)
+        )
+        self.mark_missing(previous, entity=ENTITY_ACCOUNT)
+
+    # --- storage --------------------------------------------------------------------------------
+
+    def upsert(
+        self,
+        model: type[models.Model],
+        *,
+        entity: str,
+        lookup: dict[str, Any],
+        raw: Any,
+        values: dict[str, Any],
+        before_save: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Create or update one row; returns it, or None when it failed (recorded)."""
+        remote_id = _remote_id(lookup)
+        content_hash = _content_hash(raw)
+        for attempt in (1, 2):
+            try:
+                with transaction.atomic():
+                    return self._upsert_once(
+                        model,
+                        entity=entity,
+                        lookup=lookup,
+                        raw=raw,
+                        content_hash=content_hash,
+                        values=values,
+                        before_save=before_save,
+                    )
+            except IntegrityError as exc:
+                # A concurrent pass created the row between our read and our insert: read again.
+                if attempt == 1:
+                    continue
+                self.recorder.error(
+                    entity=entity,
+                    remote_id=remote_id,
+                    message=f"{entity} {remote_id} could not be stored: {exc}",
+                    raw=raw,
+                )
+        return None
+
+    def _upsert_once(
+        self,
+        model: type[models.Model],
+        *,
+        entity: str,
+        lookup: dict[str, Any],
+        raw: Any,
+        content_hash: str,
+        values: dict[str, Any],
+        before_save: Callable[[Any], None] | None,
+    ) -> Any:
+        row = model.objects.select_for_update().filter(**lookup).first()
+        if row is None:
+            row = model(
+                **lookup,
+                **values,
+                raw_json=wire.dumps(raw),
+                content_hash=content_hash,
+                first_seen_at=self.now,
+                last_seen_at=self.now,
+                last_changed_at=self.now,
+                sync_state=SyncState.SYNCED,
+            )
+            if before_save:
+                before_save(row)
+            row.save()
+            self.recorder.count(entity, "created")
+            return row
+        column_changes = {
+            name: [row.serializable_value(name), value]
+            for name, value in values.items()
+            if _differs(row, name, value)
+        }
+        if (
+            row.content_hash == content_hash
+            and row.sync_state == SyncState.SYNCED
+            and not column_changes
+        ):
+            self.recorder.count(entity, "unchanged")
+            self.unchanged.setdefault(model, []).append(row.pk)
+            return row
+        changes = _raw_changes(row.raw, raw)
+        if row.sync_state != SyncState.SYNCED:
+            changes["sync_state"] = [row.sync_state, SyncState.SYNCED.value]
+        for name, value in values.items():
+            setattr(row, name, value)
+        row.raw_json = wire.dumps(raw)
+        row.content_hash = content_hash
+        row.last_seen_at = self.now
+        row.last_changed_at = self.now
+        row.sync_state = SyncState.SYNCED
+        row.sync_error = ""
+        if before_save:
+            before_save(row)
+        row.save()
+        RecordChange.objects.create(
+            system=SYSTEM,
+            entity=entity,
+            remote_id=str(lookup["gotransverse_id"]),
+            sync_run=self.sync_run,
+            changed_at=self.now,
+            changes=_jsonable(changes or column_changes),
+        )
+        self.recorder.count(entity, "updated")
+        return row
+
+    def mark_missing(self, queryset: models.QuerySet, *, entity: str) -> None:
+        """Mark rows no longer in the AR Ledger MISSING, each with a RecordChange.
+
+        The conditional UPDATE decides: when two passes overlap, only the one that actually
+        turns a row MISSING records the change.
+        """
+        reason = f"Not in the AR Ledger at sync run {self.sync_run.pk}."
+        candidates = queryset.exclude(sync_state=SyncState.MISSING).values_list(
+            "pk", "gotransverse_id", "sync_state"
+        )
+        for pk, gotransverse_id, before in list(candidates):
+            with transaction.atomic():
+                turned = (
+                    queryset.model.objects.filter(pk=pk)
+                    .exclude(sync_state=SyncState.MISSING)
+                    .update(
+                        sync_state=SyncState.MISSING,
+                        sync_error=reason,
+                        last_changed_at=self.now,
+                        updated_at=self.now,
+                    )
+                )
+                if not turned:
+                    continue
+                RecordChange.objects.create(
+                    system=SYSTEM,
+                    entity=entity,
+                    remote_id=str(gotransverse_id),
+                    sync_run=self.sync_run,
+                    changed_at=self.now,
+                    changes={"sync_state": [before, SyncState.MISSING.value]},
+                )
+            self.missing[entity] = self.missing.get(entity, 0) + 1
+
+    def _fail(
+        self,
+        exc: RecordError,
+        *,
+        model: type[models.Model],
+        scope: Mapping[str, Any] | None = None,
+        default_id: Any = None,
+    ) -> None:
+        """Record a record that could not be taken; its stored row, if any, turns INVALID.
+
+        The row keeps its last good values (journals may point at it) but selectors treat an
+        INVALID row as unusable until a pass reads the record correctly again.
+        """
+        entity = _entity_for(exc.entity)
+        record_id = _as_int(exc.record_id if exc.record_id is not None else default_id)
+        self.recorder.error(
+            entity=entity,
+            remote_id=record_id if record_id is not None else exc.record_id,
+            field=exc.field,
+            message=str(exc),
+            raw=exc.raw,
+        )
+        if record_id is None:
+            return
+        reason = str(exc)
+        rows = model.objects.filter(**(scope or {}), gotransverse_id=record_id).exclude(
+            sync_state=SyncState.INVALID, sync_error=reason
+        )
+        for pk, before in list(rows.values_list("pk", "sync_state")):
+            with transaction.atomic():
+                model.objects.filter(pk=pk).update(
+                    sync_state=SyncState.INVALID, sync_error=reason, updated_at=self.now
+                )
+                if before != SyncState.INVALID:
+                    RecordChange.objects.create(
+                        system=SYSTEM,
+                        entity=entity,
+                        remote_id=str(record_id),
+                        sync_run=self.sync_run,
+                        changed_at=self.now,
+                        changes={"sync_state": [before, SyncState.INVALID.value]},
+                    )
+
+    def refresh_last_seen(self) -> None:
+        """ "Still in the AR Ledger" for rows seen unchanged: one UPDATE per model and chunk, of
+        last_seen_at alone (content, updated_at and history stay as they were)."""
+        for model, pks in self.unchanged.items():
+            for start in range(0, len(pks), LAST_SEEN_CHUNK):
+                model.objects.filter(pk__in=pks[start : start + LAST_SEEN_CHUNK]).update(
+                    last_seen_at=self.now
+                )
+        self.unchanged.clear()
+
+
+# --- talking to the client ---------------------------------------------------------------------
+
+
+def _fetch_ledger_raw(client: Any, ledger_id: int) -> Any:
+    """The ledger's JSON with its embedded calendar (GET /ledgers/{id}).
+
+    Parsed here piece by piece (ledger, each year, each period) so that one malformed period
+    fails alone. A client offering the unparsed answer (`get_ledger_raw`) lets that happen;
+    through `get_ledger`, which parses the whole calendar at once, a malformed period makes the
+    client raise UnexpectedResponseError and the run fails with the record named.
+    """
+    fetch_raw = getattr(client, "get_ledger_raw", None)
+    if callable(fetch_raw):
+        return fetch_raw(ledger_id)
+    return client.get_ledger(ledger_id).raw
+
+
+def _list_accounts(client: Any, chart_id: int | None) -> Any:
+    """Every GL account of the ledger's chart (all pages); the Paginator keeps parse errors."""
+    if chart_id is None:
+        return client.list_gl_accounts()
+    return client.list_gl_accounts(chart_of_account=chart_id)
+
+
+def _stats_since(client: Any, start: Mapping[str, int]) -> dict[str, int]:
+    now = _client_stats(client)
+    return {key: now[key] - start.get(key, 0) for key in now}
+
+
+def _client_stats(client: Any) -> dict[str, int]:
+    stats = getattr(client, "stats", None)
+    return {
+        "api_calls": int(getattr(stats, "requests", 0) or 0),
+        # The AR Ledger has no rate limit in the spec; a client that counts 429s anyway says so.
+        "rate_limited": int(getattr(stats, "rate_limited", 0) or 0),
+    }
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _store_missing_counts(run: SyncRun, missing: Mapping[str, int]) -> SyncRun:
+    """Add "missing" to each entity's counts (the recorder counts created/updated/unchanged/
+    failed only): a record that vanished from the ledger is worth seeing in the run summary."""
+    if not missing:
+        return run
+    counts = dict(run.counts)
+    for entity, n in missing.items():
+        if entity in counts or n:
+            counts.setdefault(entity, {})
+            counts[entity] = {**counts[entity], "missing": n}
+    run.counts = counts
+    run.save(update_fields=["counts"])
+    return run
+
+
+def _no_progress(stage: str, done: int, total: int | None) -> None:
+    return None
+
+
+def _without(raw: Any, key: str) -> Any:
+    if isinstance(raw, Mapping):
+        return {k: v for k, v in raw.items() if k != key}
+    return raw
+
+
+def _int_or_none(raw: Any, key: str) -> int | None:
+    return _as_int(raw.get(key)) if isinstance(raw, Mapping) else None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _remote_id(lookup: Mapping[str, Any]) -> Any:
+    return lookup.get("gotransverse_id")
+
+
+def _content_hash(raw: Any) -> str:
+    return hashlib.sha256(wire.canonical(raw).encode()).hexdigest()
+
+
+def _differs(row: models.Model, name: str, value: Any) -> bool:
+    """Whether column `name` of `row` holds something else than `value` (FKs by pk, no query)."""
+    field_obj = row._meta.get_field(name)
+    if field_obj.is_relation:
+        return getattr(row, field_obj.attname) != getattr(value, "pk", value)
+    return getattr(row, name) != value
+
+
+def _raw_changes(before: Any, after: Any) -> dict[str, list[Any]]:
+    """Top-level keys of the remote record that changed, in the remote system's own names."""
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        return {"(record)": [before, after]}
+    return {
+        key: [before.get(key), after.get(key)]
+        for key in sorted(set(before) | set(after))
+        if wire.canonical(before.get(key)) != wire.canonical(after.get(key))
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """JSONField stores with the standard encoder: money stays exact as text, dates as ISO."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, models.Model):
+        return value.pk
+    return value
+
+
+def _entity_for(remote_entity: str) -> str:
+    return {"CalendarYear": ENTITY_YEAR}.get(remote_entity, remote_entity)
