@@ -12,6 +12,7 @@ from django.core.management import BaseCommand, CommandError
 
 from integration.sandbox.atlas import create_atlas_sandbox
 from integration.sandbox.faults import FaultConfig
+from integration.sandbox.gotransverse import create_gotransverse_sandbox
 from integration.sandbox.server import SandboxServer
 
 
@@ -76,14 +77,22 @@ class Command(BaseCommand):
             self.stdout.write(f"  controls:           {servers[0].url}/_sandbox/...")
             if atlas.webhook_url:
                 self.stdout.write(f"  webhooks go to:     {atlas.webhook_url}")
-            gotransverse = self._gotransverse(options["seed"])
-            if gotransverse is not None:
-                servers.append(
-                    SandboxServer(
-                        gotransverse, host=host, port=options["gotransverse_port"]
-                    ).start()
-                )
-                self.stdout.write(self.style.SUCCESS(f"Gotransverse sandbox: {servers[-1].url}"))
+            gotransverse = create_gotransverse_sandbox(
+                seed=options["seed"],
+                api_key=settings.GOTRANSVERSE_API_KEY,
+                # The AR Ledger answers an outage with 503, the one status its client retries.
+                faults=FaultConfig(
+                    seed=options["seed"],
+                    error_rate=options["error_rate"],
+                    slow_rate=options["slow_rate"],
+                    slow_seconds=options["slow_seconds"],
+                    error_statuses=(503,),
+                ),
+            )
+            servers.append(
+                SandboxServer(gotransverse, host=host, port=options["gotransverse_port"]).start()
+            )
+            self.stdout.write(self.style.SUCCESS(f"Gotransverse sandbox: {servers[-1].url}"))
         except OSError as exc:
             for server in servers:
                 server.stop()
@@ -117,11 +126,3 @@ class Command(BaseCommand):
         for kind, ids in dataset.broken.items():
             if ids:
                 self.stdout.write(f"    {kind}: {', '.join(map(str, ids))}")
-
-    def _gotransverse(self, seed: int) -> Any:
-        try:
-            from integration.sandbox.gotransverse import create_gotransverse_sandbox
-        except ImportError as exc:
-            self.stderr.write(f"Gotransverse sandbox not available ({exc}); serving ATLAS alone.")
-            return None
-        return create_gotransverse_sandbox(seed=seed, api_key=settings.GOTRANSVERSE_API_KEY)

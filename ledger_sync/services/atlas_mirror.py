@@ -1,0 +1,938 @@
+"""Mirror ATLAS into the database: one full pass, or a re-fetch of chosen records.
+
+A full pass reads every entity with as few calls as the API allows (one "all" read per entity,
+payments by invoice ids in the client's batches), then for each entity:
+
+- compares each record's content hash with the stored one: new rows are created, changed rows
+  updated (with a RecordChange holding the before/after of each changed top-level JSON field),
+  unchanged rows are not written at all (only `last_seen_at`, in one UPDATE per entity);
+- writes in batches with an upsert keyed on `atlas_id`, so two passes that race cannot create
+  the same row twice; foreign keys come from atlas-id → pk maps, never from per-row queries;
+- records a record that does not parse (or does not fit: an amount with more than 2 decimals is
+  refused, never rounded) as a failed item of the run; a stored row of that record becomes
+  INVALID and keeps its last good values; the rest of the pass goes on;
+- marks rows whose record ATLAS no longer returns as MISSING.
+
+A failure of the whole pass (ATLAS unreachable, credentials refused ...) ends the run FAILED with
+the typed error's text. Only one full pass runs at a time: a second one is refused with
+AtlasMirrorAlreadyRunning and does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation, localcontext
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.db import connection, models, transaction
+from django.db.models import Exists, OuterRef, Subquery
+from django.utils import timezone
+
+from integration import wire
+from integration.atlas import records as atlas
+from integration.atlas.errors import AtlasError
+from integration.atlas.records import ReadResult, RecordError
+from ledger_sync.errors import ApplicationError
+from ledger_sync.models import (
+    Counterparty,
+    CounterpartyCustomFieldValue,
+    CustomFieldDefinition,
+    CustomFieldType,
+    Invoice,
+    MirroredRecord,
+    Order,
+    OrderItem,
+    Payment,
+    RecordChange,
+    SyncRun,
+    SyncState,
+)
+from ledger_sync.services.sync_runs import OUTCOMES, RunRecorder, sync_run_start
+
+logger = logging.getLogger(__name__)
+
+SYSTEM = SyncRun.System.ATLAS
+# Rows written per transaction: big enough to be fast on SQLite, small enough that a writer
+# never holds the database lock for long and an IN list stays far under any parameter limit.
+WRITE_BATCH = 1000
+# Every entity of a full pass, in the order they are read (parents before children).
+ENTITIES = (
+    "CustomFieldType",
+    "CustomFieldDefinition",
+    "Counterparty",
+    "Order",
+    "OrderItem",
+    "Invoice",
+    "Payment",
+)
+ProgressCallback = Callable[[str, int, int], None]
+"""progress(entity, done, total): called after each written batch (and once with done=0)."""
+
+
+class AtlasMirrorAlreadyRunning(ApplicationError):
+    """A full ATLAS mirror pass is already running; this one was skipped, nothing was done."""
+
+
+class AtlasReader(Protocol):
+    """What the mirror needs of integration.atlas.client.AtlasClient."""
+
+    stats: Any
+
+    def get_custom_field_types(self) -> ReadResult: ...
+    def get_counterparty_custom_fields(self, counterparty_type_ids: Sequence[int] = ()) -> Any: ...
+    def get_counterparties(self, ids: Sequence[int] | None = None) -> ReadResult: ...
+    def get_orders(self, ids: Sequence[int] | None = None) -> ReadResult: ...
+    def get_order_items(self, ids: Sequence[int] | None = None) -> ReadResult: ...
+    def get_order_items_by_order_ids(self, order_ids: Sequence[int]) -> ReadResult: ...
+    def get_invoices(self, ids: Sequence[int] | None = None) -> ReadResult: ...
+    def get_payments_by_invoice_ids(self, invoice_ids: Sequence[int]) -> ReadResult: ...
+    def get_payments_by_order_ids(self, order_ids: Sequence[int]) -> ReadResult: ...
+
+
+# --- public services -----------------------------------------------------------------------------
+
+
+def atlas_mirror_run(
+    *,
+    client: AtlasReader,
+    trigger: str,
+    user: Any = None,
+    progress: ProgressCallback | None = None,
+) -> SyncRun:
+    """One full mirror pass of ATLAS, recorded as a SyncRun (returned, also when it failed).
+
+    Raises AtlasMirrorAlreadyRunning when another full pass is running (nothing is done then).
+    """
+    recorder = _claim_full_pass(trigger=trigger, user=user)
+    mirror = _Mirror(client=client, recorder=recorder, progress=progress)
+    return mirror.run(mirror.full_pass)
+
+
+def atlas_mirror_records(
+    *,
+    client: AtlasReader,
+    entity: str,
+    atlas_ids: Sequence[int],
+    trigger: str,
+    user: Any = None,
+    with_items: bool = False,
+) -> SyncRun:
+    """Re-fetch the chosen records of one entity from ATLAS and mirror them (the admin's
+    "resync selected", webhooks). A chosen record ATLAS no longer returns becomes MISSING.
+
+    with_items (orders only): also re-fetch the orders' items in the same run (one
+    OrderItem/GetByOrderIds call per batch); a stored item of those orders that ATLAS no longer
+    lists becomes MISSING.
+    """
+    if with_items and entity != "Order":
+        raise ApplicationError("with_items applies to orders only.", details={"entity": entity})
+    if entity not in SPECS:
+        raise ApplicationError(
+            f"Unknown ATLAS entity {entity!r}; use one of {', '.join(ENTITIES)}.",
+            details={"entity": entity},
+        )
+    ids = sorted({int(atlas_id) for atlas_id in atlas_ids})
+    if not ids:
+        raise ApplicationError("No ATLAS ids given to resync.", details={"entity": entity})
+    recorder = sync_run_start(system=SYSTEM, trigger=trigger, user=user)
+    mirror = _Mirror(client=client, recorder=recorder, progress=None)
+    return mirror.run(lambda: mirror.records_pass(SPECS[entity], ids, with_items=with_items))
+
+
+# --- one pass ------------------------------------------------------------------------------------
+
+
+def _claim_full_pass(*, trigger: str, user: Any) -> RunRecorder:
+    """Start the run unless a full pass is already running (checked and claimed atomically)."""
+    stale_after = timedelta(seconds=int(settings.Q_CLUSTER.get("timeout", 900)))
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Serialises the check-and-claim across workers on any number of machines; SQLite
+            # needs nothing more: its IMMEDIATE transactions already hold the write lock.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_LOCK_KEY])
+        running = SyncRun.objects.filter(system=SYSTEM, status=SyncRun.Status.RUNNING)
+        # A run older than the task timeout was abandoned by a worker that died; it must not
+        # block every later pass.
+        abandoned = running.filter(started_at__lt=timezone.now() - stale_after)
+        abandoned.update(
+            status=SyncRun.Status.FAILED,
+            finished_at=timezone.now(),
+            error_message="Abandoned: the pass stopped before it finished (worker died?).",
+        )
+        # Only full passes exclude each other: a resync of a few records (admin, webhook) is
+        # short, upserts safely beside a pass, and must not make a scheduled pass skip.
+        current = running.filter(counts__has_key=ENTITIES[0]).order_by("-started_at").first()
+        if current is not None:
+            raise AtlasMirrorAlreadyRunning(
+                f"An ATLAS mirror pass is already running (run {current.pk}, started "
+                f"{current.started_at:%Y-%m-%d %H:%M:%S} UTC); this one was skipped.",
+                details={"running_run_id": current.pk},
+            )
+        recorder = sync_run_start(system=SYSTEM, trigger=trigger, user=user)
+        # A running full pass is told from a resync by the entities it announces (all of them,
+        # counted from zero); the real counts replace these when the pass finishes.
+        recorder.run.counts = {entity: dict.fromkeys(OUTCOMES, 0) for entity in ENTITIES}
+        recorder.run.save(update_fields=["counts"])
+        return recorder
+
+
+_ADVISORY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"ledger_sync.atlas_mirror").digest()[:7])
+
+
+class _Mirror:
+    def __init__(
+        self, *, client: AtlasReader, recorder: RunRecorder, progress: ProgressCallback | None
+    ):
+        self.client = client
+        self.recorder = recorder
+        self.progress = progress or (lambda entity, done, total: None)
+        self.links = _Links()
+        stats = client.stats
+        self._stats_at_start = (stats.requests, stats.rate_limited)
+
+    def run(self, body: Callable[[], None]) -> SyncRun:
+        try:
+            body()
+        except AtlasError as exc:
+            # ATLAS itself failed (unreachable, refused, rate limited past the retries): the
+            # run says so and the caller gets the record of it, not a traceback.
+            logger.warning(
+                "ATLAS mirror pass failed",
+                extra={"run": self.recorder.run.pk, "error": type(exc).__name__},
+            )
+            return self._finish(error=str(exc))
+        except Exception as exc:
+            # A bug or a database failure: record it on the run first, then let it surface.
+            self._finish(error=f"{type(exc).__name__}: {exc}")
+            raise
+        return self._finish()
+
+    def _finish(self, *, error: str = "") -> SyncRun:
+        stats = self.client.stats
+        return self.recorder.finish(
+            api_calls=stats.requests - self._stats_at_start[0],
+            rate_limited=stats.rate_limited - self._stats_at_start[1],
+            error=error,
+        )
+
+    # --- a full pass ---
+
+    def full_pass(self) -> None:
+        client = self.client
+        self._mirror(SPECS["CustomFieldType"], client.get_custom_field_types())
+        self._mirror(SPECS["CustomFieldDefinition"], client.get_counterparty_custom_fields())
+        self._mirror(SPECS["Counterparty"], client.get_counterparties())
+        self._mirror(SPECS["Order"], client.get_orders())
+        self._mirror(SPECS["OrderItem"], client.get_order_items())
+        invoices = client.get_invoices()
+        self._mirror(SPECS["Invoice"], invoices)
+        # Payments of every invoice ATLAS knows, also of invoices that failed to parse, so that
+        # their payments are not taken for deleted.
+        invoice_ids = [record.id for record in invoices.records] + [
+            error.record_id for error in invoices.errors if _is_id(error.record_id)
+        ]
+        self._mirror(SPECS["Payment"], client.get_payments_by_invoice_ids(invoice_ids))
+
+    # --- chosen records ---
+
+    def records_pass(self, spec: _EntitySpec, ids: list[int], *, with_items: bool) -> None:
+        client = self.client
+        wanted = set(ids)
+        if spec.name == "CustomFieldType":
+            result = _only(client.get_custom_field_types(), wanted)
+        elif spec.name == "CustomFieldDefinition":
+            result = _only(client.get_counterparty_custom_fields(), wanted)
+        elif spec.name == "Counterparty":
+            result = client.get_counterparties(ids=ids)
+        elif spec.name == "Order":
+            result = client.get_orders(ids=ids)
+        elif spec.name == "OrderItem":
+            result = client.get_order_items(ids=ids)
+        elif spec.name == "Invoice":
+            result = client.get_invoices(ids=ids)
+        else:
+            # ATLAS reads payments by invoice or by order only: ask for those of the invoices
+            # (or, without one, the orders) the chosen payments belong to.
+            parents = Payment.objects.filter(atlas_id__in=ids).values_list(
+                "invoice_atlas_id", "order_atlas_id"
+            )
+            invoice_ids = sorted({inv for inv, _ in parents if inv is not None})
+            order_ids = sorted({order for inv, order in parents if inv is None and order})
+            result = client.get_payments_by_invoice_ids(invoice_ids)
+            result.extend(client.get_payments_by_order_ids(order_ids))
+            result = _only(result, wanted)
+        self._mirror(spec, result, scope=wanted)
+        if with_items:
+            items = self.client.get_order_items_by_order_ids(ids)
+            stored = set(
+                OrderItem.objects.filter(order_atlas_id__in=ids).values_list("atlas_id", flat=True)
+            )
+            returned = {item.id for item in items.records} | {
+                error.record_id for error in items.errors if _is_id(error.record_id)
+            }
+            self._mirror(SPECS["OrderItem"], items, scope=stored | returned)
+
+    # --- one entity ---
+
+    def _mirror(
+        self, spec: _EntitySpec, result: ReadResult, *, scope: set[int] | None = None
+    ) -> None:
+        """Write one entity's read. scope None: a full read (unseen rows become MISSING);
+        otherwise the ids asked for (only those can become MISSING)."""
+        now = timezone.now()
+        model = spec.model
+        records = list({record.id: record for record in result.records}.values())
+        total = len(records) + len(result.errors)
+        self.progress(spec.name, 0, total)
+
+        for parent_entity, atlas_ids in spec.parent_ids(records).items():
+            self.links.ensure(parent_entity, atlas_ids)
+        existing = _existing_rows(model, None if scope is None else scope | {r.id for r in records})
+
+        seen: set[int] = set()
+        errors: list[RecordError] = list(result.errors)
+        created: list[tuple[atlas.AtlasRecord, dict[str, Any]]] = []
+        changed: list[tuple[atlas.AtlasRecord, dict[str, Any]]] = []
+        restored: list[tuple[atlas.AtlasRecord, dict[str, Any]]] = []
+        unchanged_ids: list[int] = []
+        for record in records:
+            seen.add(record.id)
+            try:
+                values = spec.values(record, self.links)
+                _check_fits(spec, record, values)
+            except RecordError as error:
+                errors.append(error)
+                continue
+            # Hashed once here (it serialises the whole record) and stored as it is.
+            values["content_hash"] = digest = record.content_hash
+            previous = existing.get(record.id)
+            if previous is None:
+                created.append((record, values))
+            elif previous.content_hash != digest:
+                changed.append((record, values))
+            elif previous.sync_state != SyncState.SYNCED:
+                # Same content, but it had been MISSING or INVALID: it is back and good.
+                restored.append((record, values))
+            else:
+                unchanged_ids.append(record.id)
+
+        done = 0
+        for kind, batch in _batches(created=created, changed=changed, restored=restored):
+            with transaction.atomic():
+                self._write_batch(spec, kind, batch, now=now)
+            done += len(batch)
+            self.progress(spec.name, done, total)
+
+        self._record_errors(spec, errors, existing, seen, now=now)
+        missing = [
+            atlas_id
+            for atlas_id, row in existing.items()
+            if atlas_id not in seen
+            and (scope is None or atlas_id in scope)
+            and row.sync_state != SyncState.MISSING
+        ]
+        for chunk in _chunks(missing, WRITE_BATCH):
+            model.objects.filter(atlas_id__in=chunk).update(
+                sync_state=SyncState.MISSING, updated_at=now
+            )
+        if missing:
+            logger.info(
+                "ATLAS records no longer returned", extra={"entity": spec.name, "n": len(missing)}
+            )
+        self._refresh_last_seen(model, unchanged_ids, scope=scope, now=now)
+        self._link_orphans(spec)
+
+        recorder = self.recorder
+        recorder.count(spec.name, "created", len(created))
+        recorder.count(spec.name, "updated", len(changed) + len(restored))
+        recorder.count(spec.name, "unchanged", len(unchanged_ids))
+        self.links.load(spec.name, scope_all=scope is None)
+        self.progress(spec.name, total, total)
+
+    def _write_batch(
+        self,
+        spec: _EntitySpec,
+        kind: str,
+        batch: list[tuple[atlas.AtlasRecord, dict[str, Any]]],
+        *,
+        now: datetime,
+    ) -> None:
+        model = spec.model
+        ids = [record.id for record, _ in batch]
+        before: dict[int, str] = {}
+        if kind == "changed":
+            before = dict(
+                model.objects.filter(atlas_id__in=ids).values_list("atlas_id", "raw_json")
+            )
+        rows = [
+            model(
+                atlas_id=record.id,
+                raw_json=wire.dumps(record.raw),
+                first_seen_at=now,
+                last_seen_at=now,
+                last_changed_at=now,
+                sync_state=SyncState.SYNCED,
+                sync_error="",
+                **values,
+            )
+            for record, values in batch
+        ]
+        update_fields = [
+            *spec.field_names,
+            "raw_json",
+            "content_hash",
+            "last_seen_at",
+            "sync_state",
+            "sync_error",
+            "updated_at",
+        ]
+        if kind != "restored":
+            update_fields.append("last_changed_at")
+        # An upsert even for rows believed new: a racing pass may have created one meanwhile.
+        model.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["atlas_id"], update_fields=update_fields
+        )
+        if kind == "changed":
+            changes = []
+            for record, _ in batch:
+                diff = _diff(_loads_or_empty(before.get(record.id)), record.raw)
+                if diff:
+                    changes.append(
+                        RecordChange(
+                            system=SYSTEM,
+                            entity=spec.name,
+                            remote_id=str(record.id),
+                            sync_run=self.recorder.run,
+                            changed_at=now,
+                            changes=diff,
+                            source="mirror",
+                        )
+                    )
+            RecordChange.objects.bulk_create(changes)
+        if spec.after_write is not None and kind != "restored":
+            pks = dict(model.objects.filter(atlas_id__in=ids).values_list("atlas_id", "pk"))
+            spec.after_write([record for record, _ in batch], pks, self.links)
+
+    def _record_errors(
+        self,
+        spec: _EntitySpec,
+        errors: list[RecordError],
+        existing: Mapping[int, _Row],
+        seen: set[int],
+        *,
+        now: datetime,
+    ) -> None:
+        invalid: dict[int, str] = {}
+        for error in errors:
+            self.recorder.error(
+                entity=spec.name,
+                remote_id=error.record_id,
+                field=error.field,
+                message=str(error),
+                raw=error.raw,
+            )
+            if _is_id(error.record_id):
+                seen.add(error.record_id)
+                invalid[error.record_id] = str(error)
+        # A stored record that no longer reads keeps its last good values, flagged INVALID.
+        rows = [
+            spec.model(pk=existing[atlas_id].pk, sync_state=SyncState.INVALID, sync_error=message)
+            for atlas_id, message in invalid.items()
+            if atlas_id in existing
+            and (existing[atlas_id].sync_state, existing[atlas_id].sync_error)
+            != (SyncState.INVALID, message)
+        ]
+        for row in rows:
+            row.last_seen_at = now
+            row.updated_at = now
+        if rows:
+            spec.model.objects.bulk_update(
+                rows,
+                ["sync_state", "sync_error", "last_seen_at", "updated_at"],
+                batch_size=WRITE_BATCH,
+            )
+
+    def _refresh_last_seen(
+        self,
+        model: type[MirroredRecord],
+        unchanged_ids: list[int],
+        *,
+        scope: set[int] | None,
+        now: datetime,
+    ) -> None:
+        # No content is written for unchanged rows (updated_at stays): only "ATLAS still has it".
+        if scope is None:
+            model.objects.filter(last_seen_at__lt=now).exclude(sync_state=SyncState.MISSING).update(
+                last_seen_at=now
+            )
+            return
+        for chunk in _chunks(unchanged_ids, WRITE_BATCH):
+            model.objects.filter(atlas_id__in=chunk).update(last_seen_at=now)
+
+    def _link_orphans(self, spec: _EntitySpec) -> None:
+        """Set foreign keys left null because the parent was not mirrored yet (one UPDATE per
+        foreign key, touching only rows whose parent now exists)."""
+        for fk_name, atlas_field, parent_entity in spec.foreign_keys:
+            _link_null_fk(
+                spec.model.objects.all(), fk_name, atlas_field, SPECS[parent_entity].model
+            )
+
+
+# --- per-entity mapping --------------------------------------------------------------------------
+
+
+class _Links:
+    """atlas id → pk of mirrored parents, loaded in bulk (whole table after a full read of the
+    parent, otherwise only the ids needed), so children never look a parent up row by row."""
+
+    def __init__(self) -> None:
+        self._pks: dict[str, dict[int, int]] = {}
+        self._complete: set[str] = set()
+        self._asked: dict[str, set[int]] = {}
+
+    def pk(self, entity: str, atlas_id: int | None) -> int | None:
+        if atlas_id is None:
+            return None
+        return self._pks.get(entity, {}).get(atlas_id)
+
+    def load(self, entity: str, *, scope_all: bool) -> None:
+        if not scope_all or not SPECS[entity].is_parent:
+            self._pks.pop(entity, None)
+            self._complete.discard(entity)
+            self._asked.pop(entity, None)
+            return
+        self._pks[entity] = dict(SPECS[entity].model.objects.values_list("atlas_id", "pk"))
+        self._complete.add(entity)
+
+    def ensure(self, entity: str, atlas_ids: Iterable[int]) -> None:
+        if entity in self._complete:
+            return
+        asked = self._asked.setdefault(entity, set())
+        wanted = sorted(set(atlas_ids) - asked)
+        asked.update(wanted)
+        pks = self._pks.setdefault(entity, {})
+        for chunk in _chunks(wanted, WRITE_BATCH):
+            pks.update(
+                SPECS[entity].model.objects.filter(atlas_id__in=chunk).values_list("atlas_id", "pk")
+            )
+
+
+@dataclass(frozen=True)
+class _EntitySpec:
+    name: str
+    model: type[MirroredRecord]
+    values: Callable[[Any, _Links], dict[str, Any]]
+    # (fk field, field holding the parent's ATLAS id, parent entity)
+    foreign_keys: tuple[tuple[str, str, str], ...] = ()
+    after_write: Callable[[list[Any], dict[int, int], _Links], None] | None = None
+    # JSON names of model fields, where they are not the camelCase of the field name.
+    json_names: Mapping[str, str] = field(default_factory=dict)
+    is_parent: bool = False
+
+    @property
+    def field_names(self) -> list[str]:
+        return [
+            f.attname
+            for f in self.model._meta.concrete_fields
+            if f.name not in _MIRROR_BOOKKEEPING and not f.primary_key
+        ]
+
+    def parent_ids(self, records: list[Any]) -> dict[str, set[int]]:
+        wanted: dict[str, set[int]] = {}
+        for _, atlas_field, parent in self.foreign_keys:
+            attribute = _RECORD_ATTRIBUTE[atlas_field]
+            wanted.setdefault(parent, set()).update(
+                value for record in records if (value := getattr(record, attribute)) is not None
+            )
+        return wanted
+
+    def json_name(self, field_name: str) -> str:
+        if field_name in self.json_names:
+            return self.json_names[field_name]
+        # order_atlas_id → orderId, legal_name → legalName
+        head, *rest = field_name.replace("_atlas_id", "_id").split("_")
+        return head + "".join(part.title() for part in rest)
+
+
+_MIRROR_BOOKKEEPING = {
+    "atlas_id",
+    "raw_json",
+    "content_hash",
+    "first_seen_at",
+    "last_seen_at",
+    "last_changed_at",
+    "sync_state",
+    "sync_error",
+    "created_at",
+    "updated_at",
+}
+_RECORD_ATTRIBUTE = {
+    "counterparty_atlas_id": "counterparty_id",
+    "order_atlas_id": "order_id",
+    "invoice_atlas_id": "invoice_id",
+}
+
+
+def _custom_field_type_values(record: atlas.CustomFieldType, links: _Links) -> dict[str, Any]:
+    return {"name": record.name}
+
+
+def _definition_values(record: atlas.CustomFieldDefinition, links: _Links) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "field_type": record.type or "",
+        "is_required": record.is_required,
+        "counterparty_type_ids": list(record.counterparty_type_ids),
+        "options": _json_safe(list(record.options)),
+    }
+
+
+def _counterparty_values(record: atlas.Counterparty, links: _Links) -> dict[str, Any]:
+    field_ids = [value.custom_field_id for value in record.custom_field_values]
+    duplicated = sorted({i for i in field_ids if field_ids.count(i) > 1})
+    if duplicated:
+        raise RecordError(
+            record.entity,
+            record.id,
+            "customFieldValues",
+            f"lists customFieldId {duplicated[0]} more than once; ATLAS must send one value "
+            "per custom field",
+            record.raw,
+        )
+    return {
+        "name": record.name,
+        "legal_name": record.legal_name or "",
+        "external_id": record.external_id,
+        "counterparty_type_id": record.counterparty_type_id,
+        "vat": record.vat or "",
+        "gl_account": record.gl_account or "",
+        "iban": record.iban or "",
+        "swift_bic": record.swift_bic or "",
+        "self_billing": record.self_billing,
+    }
+
+
+def _order_values(record: atlas.Order, links: _Links) -> dict[str, Any]:
+    return {
+        "counterparty_id": links.pk("Counterparty", record.counterparty_id),
+        "counterparty_atlas_id": record.counterparty_id,
+        "status": record.status,
+        "erp_code": record.erp_code,
+        "document_reference": record.document_reference or "",
+        "currency": record.currency,
+        "registration_date": record.registration_date,
+        "due_date": record.due_date,
+        "period_from": record.period_from,
+        "period_to": record.period_to,
+        "total_amount": _exact(record, "totalAmount", record.total_amount, Order),
+    }
+
+
+def _item_values(record: atlas.OrderItem, links: _Links) -> dict[str, Any]:
+    return {
+        "order_id": links.pk("Order", record.order_id),
+        "order_atlas_id": record.order_id,
+        "deal_id": record.deal_id,
+        "description": record.description or "",
+        "net_amount": _exact(record, "netAmount", record.net_amount, OrderItem, "net_amount"),
+        "vat_amount": _exact(record, "vatAmount", record.vat_amount, OrderItem, "vat_amount"),
+        "vat_rate": _exact(record, "vatRate", record.vat_rate, OrderItem, "vat_rate"),
+        "volume": _exact(record, "volume", record.volume, OrderItem, "volume"),
+        "volume_unit": record.volume_unit or "",
+        "period_from": record.period_from,
+        "period_to": record.period_to,
+        "cashflow": record.cashflow,
+        "gl_account": record.gl_account or "",
+        "iban": record.iban or "",
+        "status": record.status,
+    }
+
+
+def _invoice_values(record: atlas.Invoice, links: _Links) -> dict[str, Any]:
+    return {
+        "order_id": links.pk("Order", record.order_id),
+        "order_atlas_id": record.order_id,
+        "external_id": record.external_id,
+        "invoice_number": record.invoice_number or "",
+        "amount": _exact(record, "amount", record.amount, Invoice),
+        "invoice_date": record.invoice_date,
+        "due_date": record.due_date,
+        "is_paid": record.is_paid,
+    }
+
+
+def _payment_values(record: atlas.Payment, links: _Links) -> dict[str, Any]:
+    return {
+        "invoice_id": links.pk("Invoice", record.invoice_id),
+        "invoice_atlas_id": record.invoice_id,
+        "order_id": links.pk("Order", record.order_id),
+        "order_atlas_id": record.order_id,
+        "external_id": record.external_id,
+        "amount": _exact(record, "amount", record.amount, Payment),
+        "payment_date": record.payment_date,
+    }
+
+
+def _replace_custom_field_values(
+    records: list[atlas.Counterparty], pks: dict[int, int], links: _Links
+) -> None:
+    """A counterparty's custom field values have no ATLAS id: replace them as a whole whenever
+    the counterparty is created or changed."""
+    counterparty_pks = [pks[record.id] for record in records if record.id in pks]
+    CounterpartyCustomFieldValue.objects.filter(counterparty_id__in=counterparty_pks).delete()
+    CounterpartyCustomFieldValue.objects.bulk_create(
+        [
+            CounterpartyCustomFieldValue(
+                counterparty_id=pks[record.id],
+                custom_field_atlas_id=value.custom_field_id,
+                definition_id=links.pk("CustomFieldDefinition", value.custom_field_id),
+                name=(value.name or "")[:255],
+                value=_json_safe(value.value),
+            )
+            for record in records
+            if record.id in pks
+            for value in record.custom_field_values
+        ],
+        ignore_conflicts=True,
+    )
+    _link_null_fk(
+        CounterpartyCustomFieldValue.objects.filter(counterparty_id__in=counterparty_pks),
+        "definition",
+        "custom_field_atlas_id",
+        CustomFieldDefinition,
+    )
+
+
+SPECS: dict[str, _EntitySpec] = {
+    spec.name: spec
+    for spec in (
+        _EntitySpec(
+            name="CustomFieldType", model=CustomFieldType, values=_custom_field_type_values
+        ),
+        _EntitySpec(
+            name="CustomFieldDefinition",
+            model=CustomFieldDefinition,
+            values=_definition_values,
+            json_names={"field_type": "type"},
+            is_parent=True,
+        ),
+        _EntitySpec(
+            name="Counterparty",
+            model=Counterparty,
+            values=_counterparty_values,
+            after_write=_replace_custom_field_values,
+            is_parent=True,
+        ),
+        _EntitySpec(
+            name="Order",
+            model=Order,
+            values=_order_values,
+            foreign_keys=(("counterparty", "counterparty_atlas_id", "Counterparty"),),
+            is_parent=True,
+        ),
+        _EntitySpec(
+            name="OrderItem",
+            model=OrderItem,
+            values=_item_values,
+            foreign_keys=(("order", "order_atlas_id", "Order"),),
+        ),
+        _EntitySpec(
+            name="Invoice",
+            model=Invoice,
+            values=_invoice_values,
+            foreign_keys=(("order", "order_atlas_id", "Order"),),
+            is_parent=True,
+        ),
+        _EntitySpec(
+            name="Payment",
+            model=Payment,
+            values=_payment_values,
+            foreign_keys=(
+                ("invoice", "invoice_atlas_id", "Invoice"),
+                ("order", "order_atlas_id", "Order"),
+            ),
+        ),
+    )
+}
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Row:
+    pk: int
+    content_hash: str
+    sync_state: str
+    sync_error: str
+
+
+def _existing_rows(model: type[MirroredRecord], atlas_ids: set[int] | None) -> dict[int, _Row]:
+    columns = ("atlas_id", "pk", "content_hash", "sync_state", "sync_error")
+    if atlas_ids is None:
+        rows: Iterable[tuple[Any, ...]] = model.objects.values_list(*columns).iterator(
+            chunk_size=5000
+        )
+        return {row[0]: _Row(*row[1:]) for row in rows}
+    found: dict[int, _Row] = {}
+    for chunk in _chunks(sorted(atlas_ids), WRITE_BATCH):
+        for row in model.objects.filter(atlas_id__in=chunk).values_list(*columns):
+            found[row[0]] = _Row(*row[1:])
+    return found
+
+
+def _exact(
+    record: atlas.AtlasRecord,
+    json_name: str,
+    value: Decimal | None,
+    model: type[models.Model],
+    field_name: str | None = None,
+) -> Decimal | None:
+    """The value as the column stores it, or RecordError if it would have to be rounded or does
+    not fit: money is stored to the cent and never silently changed."""
+    if value is None:
+        return None
+    db_field = model._meta.get_field(field_name or _snake(json_name))
+    places, max_digits = db_field.decimal_places, db_field.max_digits
+    with localcontext() as context:
+        context.prec = 60
+        try:
+            exact = value.quantize(Decimal(1).scaleb(-places))
+        except InvalidOperation:
+            exact = None
+    if exact is None or exact != value:
+        raise RecordError(
+            record.entity,
+            record.id,
+            json_name,
+            f"has more than {places} decimal places ({value}); ledger_sync stores it to "
+            f"{places} places and never rounds, so ATLAS must send it rounded",
+            record.raw,
+        )
+    if exact.adjusted() >= max_digits - places:
+        raise RecordError(
+            record.entity,
+            record.id,
+            json_name,
+            f"is too large ({value}); at most {max_digits - places} digits before the point",
+            record.raw,
+        )
+    return exact
+
+
+def _check_fits(spec: _EntitySpec, record: atlas.AtlasRecord, values: Mapping[str, Any]) -> None:
+    """Refuse a value its column cannot hold: PostgreSQL would fail the whole batch with it."""
+    for name, value in (("id", record.id), *values.items()):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _BIGINT_LIMIT:
+            raise RecordError(
+                record.entity,
+                record.id,
+                spec.json_name(name) if name != "id" else "id",
+                f"is {value}, beyond the 64-bit integers ledger_sync stores",
+                record.raw,
+            )
+    for name, max_length in _text_limits(spec.model):
+        value = values.get(name)
+        if isinstance(value, str) and len(value) > max_length:
+            raise RecordError(
+                record.entity,
+                record.id,
+                spec.json_name(name),
+                f"is {len(value)} characters long; at most {max_length} are stored",
+                record.raw,
+            )
+
+
+_BIGINT_LIMIT = 2**63
+_TEXT_LIMITS: dict[type[models.Model], list[tuple[str, int]]] = {}
+
+
+def _text_limits(model: type[models.Model]) -> list[tuple[str, int]]:
+    if model not in _TEXT_LIMITS:
+        _TEXT_LIMITS[model] = [
+            (f.name, f.max_length)
+            for f in model._meta.concrete_fields
+            if isinstance(f, models.CharField)
+            and f.max_length
+            and f.name not in _MIRROR_BOOKKEEPING
+        ]
+    return _TEXT_LIMITS[model]
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+
+
+def _link_null_fk(
+    queryset: models.QuerySet,
+    fk_name: str,
+    atlas_field: str,
+    parent_model: type[models.Model],
+) -> int:
+    parent = parent_model.objects.filter(atlas_id=OuterRef(atlas_field))
+    return (
+        queryset.filter(**{f"{fk_name}__isnull": True, f"{atlas_field}__isnull": False})
+        .filter(Exists(parent))
+        .update(**{fk_name: Subquery(parent.values("pk")[:1])})
+    )
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _only(result: ReadResult, wanted: set[int]) -> ReadResult:
+    return ReadResult(
+        records=[record for record in result.records if record.id in wanted],
+        errors=[error for error in result.errors if error.record_id in wanted],
+    )
+
+
+def _batches(
+    **groups: list[tuple[Any, dict[str, Any]]],
+) -> Iterator[tuple[str, list[tuple[Any, dict[str, Any]]]]]:
+    for kind, items in groups.items():
+        for chunk in _chunks(items, WRITE_BATCH):
+            yield kind, chunk
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _loads_or_empty(raw_json: str | None) -> Any:
+    if not raw_json:
+        return {}
+    try:
+        return wire.loads(raw_json)
+    except ValueError:
+        return {}
+
+
+def _diff(before: Any, after: Any) -> dict[str, list[Any]]:
+    """Top-level JSON fields whose value changed: {"field": [before, after]}."""
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        return {"(record)": [_json_safe(before), _json_safe(after)]}
+    return {
+        key: [_json_safe(before.get(key)), _json_safe(after.get(key))]
+        for key in sorted(set(before) | set(after))
+        if wire.canonical(before.get(key)) != wire.canonical(after.get(key))
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """A JSON value for a JSONField: decimals become their exact text (never a float)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
