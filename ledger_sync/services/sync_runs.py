@@ -53,8 +53,13 @@ class RunRecorder:
         )
         if count:
             self.count(entity, "failed")
+        # The message may quote the record's values (an IBAN, say): it stays in the database.
         logger.warning(
-            "sync record failed",
+            "sync run %s: %s %s failed on field %r",
+            self.run.pk,
+            entity,
+            remote_id,
+            field,
             extra={"entity": entity, "remote_id": remote_id, "run": self.run.pk},
         )
 

@@ -18,6 +18,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management import BaseCommand, CommandError, call_command
 
+from ledger_sync.services.matching import counterparty_propose_matches
+
+SAMPLE_ERP_PARTIES = settings.BASE_DIR / "integration" / "sandbox" / "data" / "erp_parties.csv"
 DEMO_USERS = (
     # username, password, group (None: superuser)
     ("admin", "ledger-sync-demo", None),
@@ -53,6 +56,8 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
 
         children: list[subprocess.Popen[bytes]] = []
+        # SIGTERM (a supervisor, `kill`) must stop the children too, as Ctrl-C does.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             self._step("Starting the ATLAS and Gotransverse sandboxes")
             children.append(
@@ -71,6 +76,14 @@ class Command(BaseCommand):
             _call_reporting_failure(self, "sync_atlas")
             self._step("Mirroring the Gotransverse reference data")
             _call_reporting_failure(self, "sync_gotransverse")
+
+            self._step("Importing the sample ERP party register and proposing matches")
+            call_command("import_erp_parties", str(SAMPLE_ERP_PARTIES))
+            proposals = counterparty_propose_matches()
+            self.stdout.write(
+                f"{proposals.mapped_from_external_id} counterparties mapped from their externalId, "
+                f"{proposals.proposals_created} match proposals waiting for a finance lead."
+            )
 
             self._step("Creating roles, schedules and demo logins")
             _ensure_setup()
@@ -142,13 +155,10 @@ def _call_reporting_failure(command: BaseCommand, name: str) -> None:
 
 
 def _ensure_setup() -> None:
+    from ledger_sync.services.roles import roles_ensure
     from ledger_sync.services.schedules import schedules_ensure
 
     schedules_ensure()
-    try:
-        from ledger_sync.services.roles import roles_ensure
-    except ImportError:
-        return
     roles_ensure()
 
 
