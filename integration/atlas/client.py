@@ -107,11 +107,16 @@ class AtlasClient:
     """Typed access to the ATLAS ETRM API. See the module docstring for the behaviour.
 
     Writes (`*/Post`) are upserts: a record with an `id` updates that record, one without (or
-    with 0) creates. The client retries a write after a timeout, 5xx or broken connection
-    without knowing whether ATLAS applied it; that is safe only because callers key every write
-    by ids they already hold (the order id for `erpCode`, the counterparty id for `externalId`,
-    an invoice looked up by `externalId` before it is created) so that applying it twice has the
-    effect of applying it once. Do not send a create (no `id`) that is not guarded that way.
+    with 0) creates. A batch of updates only is retried after a timeout, 5xx or broken
+    connection without knowing whether ATLAS applied it: applying an update keyed by its id
+    twice has the effect of applying it once. A batch holding a create is NOT resent after such
+    a failure (ATLAS does not deduplicate by `externalId`, so a second send would create a
+    second invoice or payment): the error is raised with `outcome_unknown=True` and the caller
+    looks the record up by `externalId` before sending again. A 429, a 401 or a connection that
+    never reached ATLAS applied nothing, so they are retried for creates too.
+
+    Redirects are never followed: requests would resend the token request's body (the
+    password) to whatever host a 307/308 names.
     """
 
     def __init__(
@@ -313,25 +318,43 @@ class AtlasClient:
         if isinstance(records, Mapping):
             raise TypeError(f"{path}: pass a list of records, not a single record")
         batch = [dict(record) for record in records]
+        for record in batch:
+            _refuse_floats(path, record)
         result: ReadResult[R] = ReadResult()
         for chunk in _chunks(batch, self.batch_size):
-            result.extend(parse_records(record_type, self._call(path, {"data": chunk})))
+            creates = any(_is_create(record) for record in chunk)
+            answer = self._call(path, {"data": chunk}, may_resend=not creates)
+            result.extend(parse_records(record_type, answer))
         return result
 
     # --- transport -----------------------------------------------------------------------------
 
-    def _call(self, path: str, body: Mapping[str, Any]) -> list[Any]:
-        """Send one logical request (with its retries) and return the envelope's `data` list."""
+    def _call(self, path: str, body: Mapping[str, Any], *, may_resend: bool = True) -> list[Any]:
+        """Send one logical request (with its retries) and return the envelope's `data` list.
+
+        may_resend=False (a write that creates): only failures that surely applied nothing are
+        retried; any other failure is raised with `outcome_unknown=True`.
+        """
         payload = wire.dumps(body)
+        retryable = _is_retryable if may_resend else _is_retryable_create
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(_is_retryable),
+            retry=tenacity.retry_if_exception(retryable),
             stop=tenacity.stop_after_attempt(self.max_retries + 1),
             wait=self._wait_before_retry,
             sleep=self._sleep,
             before_sleep=self._count_retry,
             reraise=True,
         )
-        envelope = retrying(self._authorised_request, path, payload)
+        try:
+            envelope = retrying(self._authorised_request, path, payload)
+        except AtlasError as error:
+            if not may_resend and error.retryable and not _applied_nothing(error):
+                error.outcome_unknown = True
+                error.message += (
+                    "; ATLAS may have created the record(s): look them up by externalId "
+                    "before sending again"
+                )
+            raise
         return _envelope_records(path, envelope)
 
     def _wait_before_retry(self, retry_state: tenacity.RetryCallState) -> float:
@@ -393,14 +416,19 @@ class AtlasClient:
                 data=payload.encode(),
                 headers=headers,
                 timeout=self.timeout,
+                allow_redirects=False,
             )
         except requests.Timeout as exc:
-            raise AtlasTimeoutError(
+            error: AtlasError = AtlasTimeoutError(
                 f"no answer within {self.timeout:g}s ({type(exc).__name__})", endpoint=path
-            ) from None
+            )
+            error.never_sent = isinstance(exc, requests.ConnectTimeout)  # type: ignore[attr-defined]
+            raise error from None
         except requests.RequestException as exc:
             # from None: the chained exception would repeat the request details.
-            raise AtlasConnectionError(_network_reason(exc), endpoint=path) from None
+            error = AtlasConnectionError(_network_reason(exc), endpoint=path)
+            error.never_sent = _never_reached_server(exc)  # type: ignore[attr-defined]
+            raise error from None
         if response.status_code == 429:
             self.stats.rate_limited += 1
         logger.debug(
@@ -488,6 +516,62 @@ def _is_retryable(error: BaseException) -> bool:
     if isinstance(error, AtlasPacingError):
         return False
     return isinstance(error, AtlasError) and error.retryable
+
+
+def _applied_nothing(error: BaseException) -> bool:
+    """True when ATLAS surely applied nothing: a 429 (refused before any work), our pacer's
+    refusal, a failed token request, or a connection that was never made. A 5xx, a timeout
+    after sending or a connection broken mid-request may have been applied."""
+    if isinstance(error, AtlasRateLimitError):
+        return True  # a 429, or our own pacer (AtlasPacingError) that sent nothing at all
+    if isinstance(error, AtlasError) and error.endpoint == TOKEN_PATH:
+        return True  # the token request failed: the write itself was never sent
+    return bool(getattr(error, "never_sent", False))
+
+
+def _is_retryable_create(error: BaseException) -> bool:
+    return _is_retryable(error) and _applied_nothing(error)
+
+
+def _is_create(record: Mapping[str, Any]) -> bool:
+    # The guide: "Set id to 0 or omit it for creation."
+    return not record.get("id")
+
+
+def _refuse_floats(path: str, value: Any) -> None:
+    """Amounts go out as Decimal: a float here already lost digits (0.1 + 0.2)."""
+    if isinstance(value, float):
+        raise TypeError(f"{path}: amounts must be Decimal, not float ({value!r})")
+    if isinstance(value, Mapping):
+        for item in value.values():
+            _refuse_floats(path, item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_floats(path, item)
+
+
+def _never_reached_server(exc: BaseException) -> bool:
+    """True when the request surely never reached ATLAS (refused, DNS, connect timeout)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, requests.ConnectTimeout) or type(current).__name__ in (
+            "NewConnectionError",
+            "NameResolutionError",
+            "ConnectTimeoutError",
+        ):
+            return True
+        reason = getattr(current, "reason", None)
+        nested = next(
+            (a for a in getattr(current, "args", ()) if isinstance(a, BaseException)), None
+        )
+        current = (
+            reason
+            if isinstance(reason, BaseException)
+            else (nested or current.__cause__ or current.__context__)
+        )
+    return False
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:

@@ -15,6 +15,10 @@ class AtlasError(Exception):
     """Base of every ATLAS failure."""
 
     default_retryable = False
+    # True when a write may or may not have been applied (no clear answer came back): the client
+    # does not resend a create in that state, and the caller must look the record up (by its
+    # externalId) before sending it again.
+    outcome_unknown = False
 
     def __init__(
         self,
@@ -46,7 +50,8 @@ class AtlasError(Exception):
     def __reduce__(self) -> Any:
         # Exceptions pickle as cls(*args) by default, which loses the keyword-only fields; the
         # task queue pickles failures, so rebuild with every field.
-        return (_rebuild, (type(self), self.message, self._init_kwargs()))
+        state = {"outcome_unknown": True} if self.outcome_unknown else None
+        return (_rebuild, (type(self), self.message, self._init_kwargs()), state)
 
 
 def _rebuild(cls: type[AtlasError], message: str, kwargs: dict[str, Any]) -> AtlasError:

@@ -118,7 +118,7 @@ class RequestPacer:
         """
         lock = self.bucket.limiter_lock()
         if lock is None:
-            return bool(self._limiter.try_acquire(self.name, blocking=False))
+            return self._try_through_contention()
         try:
             lock.acquire(timeout=LOCK_WAIT_SECONDS)
         except TimeoutError:  # filelock.Timeout is one
@@ -128,6 +128,26 @@ class RequestPacer:
             return bool(self._limiter.try_acquire(self.name, blocking=False))
         finally:
             lock.release()
+
+    def _try_through_contention(self) -> bool:
+        """One put, tried again while it fails only because the bucket was busy.
+
+        The PostgreSQL bucket takes its table lock with NOWAIT: another process's put, or any
+        bucket's background cleanup, holding the lock for a few milliseconds makes a put fail
+        although the window has room. Only a window with no room is "no slot"; contention is
+        waited through (MIN_WAIT_SECONDS at a time, at most LOCK_WAIT_SECONDS in all).
+        """
+        for _ in range(int(LOCK_WAIT_SECONDS / MIN_WAIT_SECONDS)):
+            if self._limiter.try_acquire(self.name, blocking=False):
+                return True
+            if self._window_full():
+                return False
+            self._sleep(MIN_WAIT_SECONDS)
+        return False
+
+    def _window_full(self) -> bool:
+        waiting_ms = self.bucket.waiting(RateItem(self.name, self.bucket.now(), weight=1))
+        return not isinstance(waiting_ms, int) or waiting_ms > 0
 
     def seconds_until_free(self) -> float:
         """How long until the next slot frees, as the bucket computes it after a failed put."""

@@ -217,7 +217,8 @@ class Counterparty(AtlasRecord):
     counterparty_type_id: int | None
     vat: str | None
     gl_account: str | None
-    iban: str | None
+    # Never in repr (logs, tracebacks, admin messages): a full IBAN is personal data.
+    iban: str | None = field(repr=False)
     swift_bic: str | None
     self_billing: bool
     custom_field_values: tuple[CustomFieldValue, ...]
@@ -279,10 +280,19 @@ class Order(AtlasRecord):
         currency = r.str("currency")
         if len(currency) != 3 or not currency.isalpha():
             raise r.fail("currency", f"must be an ISO 4217 code such as EUR, got {currency!r}")
+        # The guide: the trigger status is "e.g. 'Approved order by ETRM' or a numeric code —
+        # confirm with your administrator". A numeric status is kept as its text ("3"), so that
+        # it compares with ATLAS_TRIGGER_STATUS (text from the environment) instead of failing
+        # every order of such an instance.
+        raw_status = r.raw.get("status")
+        if isinstance(raw_status, int) and not isinstance(raw_status, bool):
+            status = str(raw_status)
+        else:
+            status = r.str("status")
         return cls(
             id=r.int("id"),
             counterparty_id=r.int("counterpartyId"),
-            status=r.str("status"),
+            status=status,
             erp_code=r.str("erpCode", required=False) or None,
             document_reference=r.str("documentReference", required=False),
             currency=currency.upper(),
@@ -310,7 +320,7 @@ class OrderItem(AtlasRecord):
     period_to: datetime | None
     cashflow: int
     gl_account: str | None
-    iban: str | None
+    iban: str | None = field(repr=False)  # never in repr, as on Counterparty
     status: int
 
     @classmethod

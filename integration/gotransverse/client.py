@@ -7,10 +7,15 @@ with exact Decimals, retries) and one method per endpoint the project uses.
 Retries: 503, timeouts and connection failures are retried with capped exponential backoff and
 jitter (tenacity, with the injected `sleep`); no other 4xx/5xx is. Writes that would book money
 twice if repeated (bulk create, draft create, run creation) are retried only when the request
-surely never reached the ledger (connect failures, 503); a timeout after sending raises
-GotransverseTimeoutError with `outcome_unknown=True`, because the ledger does not reject a
-duplicate source_transaction_reference. Posting drafts is safe to repeat (a second post of the
-same draft is refused, never booked twice), so it is retried like a read.
+surely never reached the ledger (connection refused, connect timeout). A 503, a timeout after
+sending or a connection broken mid-request raises with `outcome_unknown=True` instead: the
+spec does not promise that a 503 means "nothing was applied" (a proxy may answer 503 after the
+ledger committed), and the ledger does not reject a duplicate source_transaction_reference, so
+the caller looks the references up before sending again. Posting drafts is safe to repeat (a
+second post of the same draft is refused, never booked twice), so it is retried like a read.
+
+Redirects are never followed: requests would resend the X-Api-Key header (and the body) to
+whatever host a 3xx names; a 3xx is an UnexpectedResponseError.
 """
 
 from __future__ import annotations
@@ -579,9 +584,10 @@ class GotransverseClient:
         if not source_transaction_reference:
             raise ValueError("source_transaction_reference is required")
         transaction_ids: list[int] = []
-        for entry in self.list_accounting_entries(
+        entries = self.list_accounting_entries(
             ledger_id, source_transaction_reference=source_transaction_reference
-        ):
+        )
+        for entry in entries:
             if entry.transaction_id is None or not str(entry.transaction_id).isdigit():
                 raise UnexpectedResponseError(
                     f"entry {entry.id} of reference {source_transaction_reference!r} has no "
@@ -591,6 +597,9 @@ class GotransverseClient:
             tid = int(entry.transaction_id)
             if tid not in transaction_ids:
                 transaction_ids.append(tid)
+        _refuse_unreadable(
+            entries, source_transaction_reference, f"GET /ledgers/{ledger_id}/accounting-entries"
+        )
         return [self.get_transaction(ledger_id, tid) for tid in transaction_ids]
 
     def find_drafts_by_reference(
@@ -599,9 +608,16 @@ class GotransverseClient:
         """Every DRAFT carrying this source reference."""
         if not source_transaction_reference:
             raise ValueError("source_transaction_reference is required")
-        return self.list_draft_transactions(
+        drafts = self.list_draft_transactions(
             ledger_id, source_transaction_reference=source_transaction_reference
-        ).all()
+        )
+        found = drafts.all()
+        _refuse_unreadable(
+            drafts,
+            source_transaction_reference,
+            f"GET /ledgers/{ledger_id}/draft-accounting-transactions",
+        )
+        return found
 
     def get_balance(
         self,
@@ -667,7 +683,7 @@ class GotransverseClient:
         if gl_run_mode_id is not None:
             body["gl_run_mode_id"] = gl_run_mode_id
         if run_to_date is not None:
-            body["run_to_date"] = _query_value(run_to_date)
+            body["run_to_date"] = _body_datetime(run_to_date)
         return self._one("POST", "/glruns", GLRun, body=body, idempotent=False)
 
     def delete_gl_run(self, run_id: int) -> None:
@@ -706,9 +722,9 @@ class GotransverseClient:
         """POST /collector-runs: creates collector runs and runs them (not retried on timeout)."""
         body: dict[str, Any] = {"type": type, "collector_operations": list(collector_operations)}
         if data_fetch_from_date is not None:
-            body["data_fetch_from_date"] = _query_value(data_fetch_from_date)
+            body["data_fetch_from_date"] = _body_datetime(data_fetch_from_date)
         if data_fetch_to_date is not None:
-            body["data_fetch_to_date"] = _query_value(data_fetch_to_date)
+            body["data_fetch_to_date"] = _body_datetime(data_fetch_to_date)
         if overlap_fetch_time is not None:
             body["overlap_fetch_time"] = overlap_fetch_time
         return self._one("POST", "/collector-runs", CollectorRun, body=body, idempotent=False)
@@ -843,6 +859,8 @@ class GotransverseClient:
                 data=data,
                 headers=headers,
                 timeout=self.timeout,
+                # requests keeps custom headers (X-Api-Key) across a redirect to another host.
+                allow_redirects=False,
             )
         except requests.Timeout as exc:
             reached = not isinstance(exc, requests.ConnectTimeout)
@@ -875,7 +893,20 @@ class GotransverseClient:
         status = response.status_code
         if status >= 400:
             error_body = _safe_json(response.content)
-            raise error_for_status(status, error_body, endpoint=endpoint, reason=response.reason)
+            error = error_for_status(status, error_body, endpoint=endpoint, reason=response.reason)
+            if error.retryable and not idempotent:
+                # A 503 on a create: nothing in the spec says the ledger applied none of it.
+                # Never resend blindly; the caller looks the references up first.
+                error.retryable = False
+                error.outcome_unknown = True
+                error.message += "; the ledger may have applied it: look it up before retrying"
+            raise error
+        if not 200 <= status < 300:
+            raise UnexpectedResponseError(
+                f"unexpected HTTP {status} (redirects are not followed)",
+                status=status,
+                endpoint=endpoint,
+            )
         if not response.content.strip():
             return _Answer(status=status, body=None, headers=response.headers)
         try:
@@ -916,13 +947,24 @@ def _draft_path(ledger_id: int, transaction_id: int) -> str:
 def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
         return _wire_datetime(value) or ""
+    if isinstance(value, date):
+        # A date filter in the spec's own date form ("2015-12-12Z"): a whole day, UTC. A bare
+        # "2015-12-12" is not among the forms the spec lists.
+        return value.isoformat() + "Z"
     if isinstance(value, str):
         return value
     if isinstance(value, Iterable):
         return ",".join(_query_value(v) for v in value)
     return str(value)
+
+
+def _body_datetime(value: DateLike) -> str:
+    """A body date-time: text is sent as given, a date or datetime as RFC 3339 in UTC."""
+    if isinstance(value, str):
+        return value
+    return _wire_datetime(value) or ""
 
 
 def _query(params: Mapping[str, Any]) -> dict[str, str]:
@@ -968,6 +1010,19 @@ def _never_reached_server(exc: requests.ConnectionError) -> bool:
         nested = next((a for a in args if isinstance(a, BaseException)), None)
         current = nested or current.__cause__ or current.__context__
     return False
+
+
+def _refuse_unreadable(records: Paginator[Any], reference: str, endpoint: str) -> None:
+    """A lookup by reference decides whether a transaction is sent (again): a record of that
+    reference that could not be read must not count as "not there", or the journal would be
+    booked a second time. Raise instead, so the caller retries the lookup later."""
+    if records.errors:
+        raise UnexpectedResponseError(
+            f"{len(records.errors)} record(s) of reference {reference!r} could not be read "
+            f"({records.errors[0]}); cannot tell whether it is already in the ledger",
+            endpoint=endpoint,
+            outcome_unknown=True,
+        )
 
 
 def _bulk_ids(ids: Sequence[int | str], id_type: str) -> list[str]:
@@ -1066,9 +1121,11 @@ def _match_bulk(
     without an answer are `answered=False`; answers left over are `unmatched`.
     """
     if not isinstance(body, list):
+        # A 2xx came back, so the ledger may have booked some of it: never "nothing happened".
         raise UnexpectedResponseError(
             f"expected one result per transaction (a JSON list), got {type(body).__name__}",
             endpoint=endpoint,
+            outcome_unknown=True,
         )
 
     def key_of(raw: Any) -> str | None:

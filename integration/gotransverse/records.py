@@ -1009,8 +1009,11 @@ class EntryInput:
             raise TypeError(f"amount must be a Decimal, got {type(self.amount).__name__}")
         if not self.amount.is_finite():
             raise ValueError(f"amount must be finite, got {self.amount}")
-        if self.converted_amount is not None and not isinstance(self.converted_amount, Decimal):
-            raise TypeError("converted_amount must be a Decimal")
+        _check_money("amount", self.amount)
+        if self.converted_amount is not None:
+            if not isinstance(self.converted_amount, Decimal):
+                raise TypeError("converted_amount must be a Decimal")
+            _check_money("converted_amount", self.converted_amount)
         if not isinstance(self.credit, bool):
             raise TypeError("credit must be True or False")
         if len(self.currency) != 3 or not self.currency.isalpha():
@@ -1030,7 +1033,7 @@ class EntryInput:
         else:  # pragma: no cover - programming error
             raise ValueError(f"account_by must be 'number' or 'id', got {account_by!r}")
         body["credit"] = self.credit
-        body["amount"] = {"amount": self.amount, "currency": self.currency.upper()}
+        body["amount"] = {"amount": _wire_money(self.amount), "currency": self.currency.upper()}
         optional = {
             "description": self.description,
             "billing_account_num": self.billing_account_num,
@@ -1041,7 +1044,7 @@ class EntryInput:
         }
         if self.converted_amount is not None:
             optional["converted_amount"] = {
-                "amount": self.converted_amount,
+                "amount": _wire_money(self.converted_amount),
                 "currency": (self.converted_currency or self.currency).upper(),
             }
         body.update({k: v for k, v in optional.items() if v is not None})
@@ -1077,12 +1080,32 @@ class TransactionInput:
         return body
 
 
+CENT = Decimal("0.01")
+
+
+def _check_money(name: str, amount: Decimal) -> None:
+    # The side is carried by `credit`, never by the sign (a negative debit would silently become
+    # a credit in the ledger); and a third decimal would be rounded by someone we do not control.
+    if amount < 0:
+        raise ValueError(f"{name} must not be negative (the side is `credit`), got {amount}")
+    if amount != amount.quantize(CENT):
+        raise ValueError(f"{name} must have at most 2 decimal places, got {amount}")
+
+
+def _wire_money(amount: Decimal) -> Decimal:
+    """Exactly two places on the wire (85500.00, never 8.55E+4 or 85500.0000)."""
+    # abs(): only -0 can reach here with a sign (negatives are refused), and "-0.00" is noise.
+    return abs(amount).quantize(CENT)
+
+
 def _wire_datetime(value: datetime | date | None) -> str | None:
-    """ISO 8601 as the spec's examples: a date-time in UTC with 'Z', or a bare date."""
+    """A body field typed "string (date-time)" in the spec: an RFC 3339 date-time in UTC with
+    'Z'. A calendar date is sent as its midnight UTC ("2026-04-15T00:00:00Z"): a bare
+    "2026-04-15" is not a date-time, and a strict parser would refuse the whole request."""
     if value is None:
         return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return value.isoformat()
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -376,8 +376,9 @@ class AtlasSandbox:
     def _issue_token(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict) or not body.get("username") or not body.get("password"):
             raise AtlasError(400, "Token request needs 'username' and 'password'")
-        username_ok = hmac.compare_digest(str(body["username"]), self.username)
-        password_ok = hmac.compare_digest(str(body["password"]), self._password)
+        # Bytes: compare_digest refuses non-ASCII str with a TypeError (a 500, not a 401).
+        username_ok = hmac.compare_digest(str(body["username"]).encode(), self.username.encode())
+        password_ok = hmac.compare_digest(str(body["password"]).encode(), self._password.encode())
         if not (username_ok and password_ok):
             raise AtlasError(401, "Invalid username or password")
         issued_at = int(self.clock.time())

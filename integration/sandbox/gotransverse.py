@@ -323,7 +323,12 @@ class GotransverseSandbox:
             raise ApiError(404, "NOT_FOUND", f"no such endpoint: {request.path}") from None
         except HTTPException as exc:  # pragma: no cover - other routing errors
             raise ApiError(exc.code or 400, "BAD_REQUEST", str(exc)) from None
-        if not endpoint.startswith("control_"):
+        if endpoint.startswith("control_"):
+            # The controls need no key (tests and the demo drive them), so they answer loopback
+            # only, whatever address the app ends up served on (as the ATLAS sandbox does).
+            if request.remote_addr not in _LOOPBACK_ADDRESSES:
+                raise ApiError(403, "FORBIDDEN", "sandbox controls answer loopback only")
+        else:
             sent = request.headers.get("X-Api-Key", "")
             if not sent or not hmac.compare_digest(sent.encode(), self.api_key.encode()):
                 raise ApiError(
@@ -1421,6 +1426,9 @@ class GotransverseSandbox:
         response.headers["X-Elements-Count"] = str(len(chunk))
         response.headers["X-Total-Pages"] = str(math.ceil(total / page_size))
         return response
+
+
+_LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def create_gotransverse_sandbox(

@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import pickle
 import socket
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
+from werkzeug.wrappers import Request, Response
 
 from integration.atlas.client import AtlasClient
 from integration.atlas.errors import (
@@ -823,3 +825,190 @@ def test_ids_must_be_integers(client, sandbox):
         client.get_invoices_by_external_ids("INV-1")
 
     assert sandbox.app.calls == []
+
+
+# --- review: creates are never resent blindly, no redirect, no float, no full IBAN ----------
+
+
+def _new_invoice(sandbox, external_id: str) -> dict:
+    order = next(iter(sandbox.app.dataset.orders.values()))
+    return {
+        "orderId": order["id"],
+        "externalId": external_id,
+        "invoiceNumber": "SB-2026-777",
+        "amount": Decimal("85500.00"),
+        "invoiceDate": "2026-04-01T00:00:00",
+        "dueDate": "2026-04-15T00:00:00",
+        "isPaid": False,
+    }
+
+
+def test_a_create_is_not_resent_after_a_timeout(sandbox, make_client, sleep):
+    client = make_client(timeout=0.05)
+    client.get_orders()  # token first, so that only the write meets the slow answer
+    sandbox.faults.update(slow_rate=1.0, slow_seconds=0.3)
+    sleep.then[1] = sandbox.faults.clear  # a blind retry would go through and create twice
+    sent_before = client.stats.requests
+
+    with pytest.raises(AtlasTimeoutError) as caught:
+        client.post_invoices([_new_invoice(sandbox, "INV-TIMEOUT-1")])
+
+    assert caught.value.outcome_unknown is True
+    assert "look them up by externalId" in caught.value.message
+    assert sleep.calls == []
+    assert client.stats.retries == 0
+    assert client.stats.requests == sent_before + 1  # one send, no resend
+
+
+def test_a_create_is_not_resent_after_a_5xx(sandbox, client, sleep):
+    client.get_orders()
+    sandbox.faults.update(error_rate=1.0, error_statuses=[502])
+    sleep.then[1] = sandbox.faults.clear
+    start = len(sandbox.app.calls)
+
+    with pytest.raises(AtlasServerError) as caught:
+        client.post_payments(
+            [
+                {
+                    "invoiceId": min(sandbox.app.dataset.invoices),
+                    "externalId": "PAY-5XX-1",
+                    "amount": Decimal("10.00"),
+                    "paymentDate": "2026-04-14T00:00:00",
+                }
+            ]
+        )
+
+    assert caught.value.outcome_unknown is True
+    assert [path for path, _ in api_calls(sandbox, start)] == ["/api/Payment/Post"]
+    assert sleep.calls == []
+
+
+def test_a_create_refused_with_429_is_retried_after_60s(sandbox, client, sleep):
+    client.get_orders()
+    sandbox.faults.burst_429(1)
+    start = len(sandbox.app.calls)
+
+    result = client.post_invoices([_new_invoice(sandbox, "INV-429-1")])
+
+    assert [c.status for c in sandbox.app.calls[start:]] == [429, 200]
+    assert sleep.calls == [60.0]
+    assert [i.external_id for i in result.records] == ["INV-429-1"]
+    invoices = sandbox.app.dataset.invoices.values()
+    assert [i["externalId"] for i in invoices].count("INV-429-1") == 1
+
+
+def test_an_update_is_still_retried_after_a_5xx(sandbox, client, sleep):
+    order = next(o for o in sandbox.app.dataset.orders.values() if o["erpCode"] is None)
+    record = {
+        "id": order["id"],
+        "erpCode": "ERP-RETRY-1",
+        "registrationDate": order["registrationDate"],
+        "dueDate": order["dueDate"],
+        "totalAmount": order["totalAmount"],
+    }
+    client.get_orders()
+    sandbox.faults.update(error_rate=1.0, error_statuses=[503])
+    sleep.then[1] = sandbox.faults.clear
+
+    result = client.post_orders([record])
+
+    assert [o.erp_code for o in result.records] == ["ERP-RETRY-1"]
+    assert len(sleep.calls) == 1
+
+
+def test_outcome_unknown_survives_pickling():
+    error = AtlasTimeoutError("no answer", endpoint="/api/Invoice/Post")
+    error.outcome_unknown = True
+
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+
+    assert copy.outcome_unknown is True and copy.endpoint == "/api/Invoice/Post"
+    plain = pickle.loads(pickle.dumps(AtlasTimeoutError("x", endpoint="/e")))  # noqa: S301
+    assert plain.outcome_unknown is False
+
+
+def test_floats_are_refused_before_anything_is_sent(sandbox, client):
+    order = next(iter(sandbox.app.dataset.orders.values()))
+    record = {
+        "id": order["id"],
+        "registrationDate": order["registrationDate"],
+        "dueDate": order["dueDate"],
+        "totalAmount": 0.1 + 0.2,  # 0.30000000000000004 on the wire
+    }
+
+    with pytest.raises(TypeError, match="Decimal, not float"):
+        client.post_orders([record])
+
+    assert sandbox.app.calls == []
+
+
+class _Elsewhere:
+    """Another host (localhost vs 127.0.0.1) that records whatever reaches it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        with self.lock:
+            self.seen.append((request.path, dict(request.headers), request.get_data()))
+        return Response('{"success": true, "data": []}', mimetype="application/json")(
+            environ, start_response
+        )
+
+
+def test_the_password_never_follows_a_redirect(sleep, clock):
+    elsewhere = _Elsewhere()
+    with SandboxServer(elsewhere, host="localhost") as other:
+
+        def redirect(environ, start_response):
+            target = other.url.replace("127.0.0.1", "localhost") + Request(environ).path
+            return Response("", status=307, headers={"Location": target})(environ, start_response)
+
+        with SandboxServer(redirect) as atlas:
+            client = AtlasClient(
+                base_url=atlas.url,
+                username="svc",
+                password="secret-password-42",
+                sleep=sleep,
+                clock=clock,
+            )
+            with pytest.raises((AtlasProtocolError, AtlasAuthenticationError)):
+                client.get_orders()
+
+    assert elsewhere.seen == []
+
+
+def test_full_ibans_stay_out_of_reprs():
+    counterparty = Counterparty.from_json(
+        {"id": 42, "name": "Energy Trader", "iban": "DE89370400440532013000"}
+    )
+    item = OrderItem.from_json(
+        {
+            "id": 9001,
+            "orderId": 210,
+            "netAmount": 1,
+            "vatAmount": 0,
+            "cashflow": 0,
+            "status": 2,
+            "iban": "DE89370400440532013000",
+        }
+    )
+
+    assert counterparty.iban == "DE89370400440532013000"
+    assert "0532013000" not in repr(counterparty)
+    assert "0532013000" not in repr(item)
+
+
+def test_a_create_stopped_by_the_pacer_is_known_not_sent(sandbox, make_client, sleep):
+    pacer = memory_pacer(requests_per_minute=2, max_wait_seconds=0, sleep=sleep)
+    client = make_client(limiter=pacer)
+    client.get_orders()  # token + orders: the window is full
+
+    with pytest.raises(AtlasPacingError) as caught:
+        client.post_invoices([_new_invoice(sandbox, "INV-PACED-1")])
+
+    assert caught.value.outcome_unknown is False  # nothing left this process
+    assert [c.path for c in sandbox.app.calls] == [TOKEN, "/api/Order/GetByIds"]
+    pacer.close()

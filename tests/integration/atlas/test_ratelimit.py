@@ -14,6 +14,7 @@ import uuid
 import pytest
 import time_machine
 from filelock import FileLock
+from pyrate_limiter import Duration, InMemoryBucket, Rate
 
 from integration.atlas.ratelimit import (
     PacingTimeout,
@@ -191,3 +192,71 @@ def test_postgres_pacer_shares_the_window_through_a_table():
             conn.execute(f'DROP TABLE IF EXISTS "ratelimit___{table}"')
         first.close()
         second.close()
+
+
+class _BusyOnceBucket(InMemoryBucket):
+    """Like the PostgreSQL bucket under contention: the first put fails with room left."""
+
+    def __init__(self, rates):
+        super().__init__(rates)
+        self.busy_puts = 1
+
+    def put(self, item):
+        if self.busy_puts:
+            self.busy_puts -= 1
+            return False
+        return super().put(item)
+
+
+def test_a_busy_bucket_is_waited_through_not_read_as_a_full_window(frozen_time):
+    sleep = TravellingSleep(frozen_time)
+    bucket = _BusyOnceBucket([Rate(5, Duration.MINUTE)])
+    pacer = RequestPacer(bucket, requests_per_minute=5, sleep=sleep, clock=time.time)
+
+    assert pacer.try_acquire() is True
+    assert sleep.calls == [0.05]
+    pacer.close()
+
+
+def test_a_full_window_is_refused_at_once(frozen_time):
+    sleep = TravellingSleep(frozen_time)
+    pacer = memory_pacer(requests_per_minute=1, sleep=sleep, clock=time.time)
+
+    assert pacer.try_acquire() is True
+    assert pacer.try_acquire() is False
+    assert sleep.calls == []
+
+
+@pytest.mark.django_db
+def test_postgres_pacer_waits_through_a_briefly_held_table_lock():
+    import psycopg
+    from django.db import connection
+
+    from ledger_sync.services.remote import postgres_conninfo
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...)")
+    table = f"atlas_test_{uuid.uuid4().hex[:8]}"
+    conninfo = postgres_conninfo(connection.settings_dict)
+    holder = psycopg.connect(conninfo)
+    released: list[float] = []
+
+    def release_then_wait(seconds: float) -> None:
+        released.append(seconds)
+        holder.rollback()  # the other process's put is done: the lock goes
+
+    pacer = postgres_pacer(
+        conninfo=conninfo, requests_per_minute=3, table=table, sleep=release_then_wait
+    )
+    try:
+        holder.execute(f'LOCK TABLE "ratelimit___{table}" IN EXCLUSIVE MODE')
+
+        assert pacer.try_acquire() is True
+        # Waited through the lock (and any cleanup of the bucket's own that followed it).
+        assert released and set(released) == {0.05}
+    finally:
+        holder.rollback()
+        with pacer.bucket.pool.connection() as conn:
+            conn.execute(f'DROP TABLE IF EXISTS "ratelimit___{table}"')
+        pacer.close()
+        holder.close()

@@ -190,7 +190,7 @@ def test_a_record_without_id_is_an_error_that_says_so():
     [
         (Order, ORDER_JSON, "totalAmount", "a lot"),
         (Order, ORDER_JSON, "counterpartyId", 42.5),
-        (Order, ORDER_JSON, "status", 3),
+        (Order, ORDER_JSON, "status", ["Approved order by ETRM"]),
         (Order, ORDER_JSON, "registrationDate", "first of April"),
         (Order, ORDER_JSON, "currency", "EURO"),
         (OrderItem, ITEM_JSON, "cashflow", 2),
@@ -283,3 +283,10 @@ def test_read_result_by_id_indexes_the_records():
     result = parse_records(Order, [good, {**good, "id": 5}])
 
     assert sorted(result.by_id) == [5, 210]
+
+
+def test_a_numeric_order_status_is_kept_as_its_text():
+    # The guide allows the trigger status to be "a numeric code" in some ATLAS instances.
+    order = Order.from_json({**wire.loads(ORDER_JSON), "status": 3})
+
+    assert order.status == "3"

@@ -225,19 +225,19 @@ def test_bulk_request_is_sent_exactly_with_exact_decimals(gotransverse_sandbox):
                     "credit": False,
                     "amount": {"amount": Decimal("0.30"), "currency": "EUR"},
                     "billing_account_num": "CUST-42",
-                    "occurred_on": "2026-04-15",
+                    "occurred_on": "2026-04-15T00:00:00Z",
                 },
                 {
                     "gl_account_num": "4001",
                     "credit": True,
                     "amount": {"amount": Decimal("0.10"), "currency": "EUR"},
-                    "occurred_on": "2026-04-15",
+                    "occurred_on": "2026-04-15T00:00:00Z",
                 },
                 {
                     "gl_account_num": "2200",
                     "credit": True,
                     "amount": {"amount": Decimal("0.20"), "currency": "EUR"},
-                    "occurred_on": "2026-04-15",
+                    "occurred_on": "2026-04-15T00:00:00Z",
                 },
             ],
         }
@@ -596,4 +596,4 @@ def test_transaction_filters_by_date_and_booked_period(gotransverse_sandbox):
         ("MAY", Decimal("100.00"))
     ]
     call = gotransverse_sandbox.app.calls_to("/ledgers/1/accounting-transactions")[0]
-    assert call.query["transaction_date_to"] == "2026-04-30"
+    assert call.query["transaction_date_to"] == "2026-04-30Z"  # the spec's date form: the whole day

@@ -149,6 +149,7 @@ def test_token_lifetime_is_configurable(make_atlas_sandbox):
     [
         {"username": USERNAME, "password": "wrong"},
         {"username": "someone-else", "password": PASSWORD},
+        {"username": USERNAME, "password": "pässwörd"},  # non-ASCII: a 401, not a crash
     ],
 )
 def test_bad_credentials_get_401(atlas_sandbox, credentials):

@@ -319,3 +319,12 @@ def test_control_endpoints_need_no_key_and_are_not_recorded(gotransverse_sandbox
     assert [c["path"] for c in calls] == [BULK]
     assert faulted.status_code == 503 and faulted.data["code"] == "SERVICE_UNAVAILABLE"
     assert raw("GET", "/ledgers/1").status_code == 200
+
+
+def test_controls_answer_loopback_only():
+    app = GotransverseSandbox(api_key="k")
+    from_afar = Client(app).get("/_sandbox/calls", environ_base={"REMOTE_ADDR": "10.0.0.7"})
+    from_here = Client(app).get("/_sandbox/calls", environ_base={"REMOTE_ADDR": "127.0.0.1"})
+
+    assert from_afar.status_code == 403
+    assert from_here.status_code == 200
