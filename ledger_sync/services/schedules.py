@@ -31,6 +31,16 @@ def default_schedules() -> list[ScheduleSpec]:
             func="ledger_sync.tasks.sync_gotransverse_task",
             minutes=settings.GOTRANSVERSE_SYNC_INTERVAL_MINUTES,
         ),
+        ScheduleSpec(
+            name="Inbound sweep (webhooks, payments, invoices)",
+            func="ledger_sync.tasks.inbound_sweep_task",
+            minutes=settings.INBOUND_SWEEP_INTERVAL_MINUTES,
+        ),
+        ScheduleSpec(
+            name="Journal cycle",
+            func="ledger_sync.tasks.run_cycle_task",
+            minutes=settings.JOURNAL_CYCLE_INTERVAL_MINUTES,
+        ),
     ]
 
 

@@ -1,0 +1,215 @@
+"""One whole cycle: mirror both systems, map, select, build, post, write back.
+
+Every stage is safe to re-run, so a cycle that stops half-way is finished by the next one. The
+report carries per-stage counts, the remote calls made, and every order that is blocked or
+failed (or whose write-back failed) with the reason, for `run_cycle` and the scheduled task.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from ledger_sync.models import OrderState, OrderSync, SyncRun, WriteBackStep
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CycleProblem:
+    atlas_order_id: int | None
+    document_reference: str
+    state: str
+    reason: str
+    message: str
+
+
+@dataclass
+class CycleReport:
+    trigger: str
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    remote_calls: dict[str, int] = field(default_factory=dict)
+    problems: list[CycleProblem] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # a stage that could not run at all
+    seconds: float = 0.0
+
+    @property
+    def blocked(self) -> list[CycleProblem]:
+        return [p for p in self.problems if p.state == OrderState.BLOCKED]
+
+    @property
+    def failed(self) -> list[CycleProblem]:
+        return [p for p in self.problems if p.state != OrderState.BLOCKED]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.errors
+
+
+def cycle_run(
+    *,
+    trigger: str,
+    actor: str,
+    user: Any = None,
+    atlas_client: Any = None,
+    gotransverse_client: Any = None,
+) -> CycleReport:
+    """Run every stage once, in order; returns what each did and what needs a person."""
+    from ledger_sync.services.atlas_mirror import AtlasMirrorAlreadyRunning, atlas_mirror_run
+    from ledger_sync.services.gotransverse_mirror import gotransverse_mirror_run
+    from ledger_sync.services.journals import orders_build_ready, orders_select_candidates
+    from ledger_sync.services.matching import counterparty_propose_matches
+    from ledger_sync.services.posting import journals_post
+    from ledger_sync.services.remote import (
+        atlas_client_from_settings,
+        gotransverse_client_from_settings,
+    )
+    from ledger_sync.services.writeback import write_backs_run
+
+    started = time.monotonic()
+    report = CycleReport(trigger=trigger)
+    atlas = atlas_client or atlas_client_from_settings()
+    ledger = gotransverse_client or gotransverse_client_from_settings()
+
+    mark = _Stopwatch(report)
+    try:
+        run = atlas_mirror_run(client=atlas, trigger=trigger, user=user)
+        report.stages["atlas_mirror"] = _run_counts(run)
+        _run_errors(report, run, "ATLAS mirror")
+    except AtlasMirrorAlreadyRunning as skipped:
+        report.stages["atlas_mirror"] = {"skipped": skipped.message}
+    mark("atlas_mirror")
+
+    run = gotransverse_mirror_run(
+        client=ledger, ledger_id=settings.GOTRANSVERSE_LEDGER_ID, trigger=trigger, user=user
+    )
+    report.stages["gotransverse_mirror"] = _run_counts(run)
+    _run_errors(report, run, "Gotransverse mirror")
+    mark("gotransverse_mirror")
+
+    matching = counterparty_propose_matches()
+    report.stages["matching"] = {
+        k: v for k, v in vars(matching).items() if isinstance(v, int) and not k.startswith("_")
+    }
+    mark("matching")
+    report.stages["selection"] = orders_select_candidates(actor=actor).as_dict()
+    mark("selection")
+    report.stages["build"] = orders_build_ready(actor=actor)
+    mark("build")
+
+    posted = journals_post(client=ledger, actor=actor)
+    report.stages["post"] = {
+        "claimed": posted.claimed,
+        "sent": posted.sent,
+        "posted": posted.posted,
+        "drafts_created": posted.drafted,
+        "found_in_ledger": posted.found_in_ledger,
+        "blocked": len(posted.blocked),
+        "failed": len(posted.failed),
+    }
+    mark("post")
+    written = write_backs_run(client=atlas)
+    report.stages["write_back"] = {
+        "erp_codes_written": written.erp_codes_written,
+        "invoices_created": written.invoices_created,
+        "invoices_found": written.invoices_found,
+        "waiting_for_erp": written.waiting_for_erp,
+        "failed": len(written.failed),
+    }
+    mark("write_back")
+    report.stages["orders"] = orders_by_state()
+    report.remote_calls = {"atlas": atlas.stats.requests, "gotransverse": ledger.stats.requests}
+    report.problems = cycle_problems()
+    report.seconds = time.monotonic() - started
+    logger.info(
+        "cycle.finished",
+        extra={
+            "trigger": trigger,
+            "problems": len(report.problems),
+            "remote_calls": report.remote_calls,
+            "seconds": round(report.seconds, 2),
+        },
+    )
+    return report
+
+
+class _Stopwatch:
+    def __init__(self, report: CycleReport):
+        self.report = report
+        self.last = time.monotonic()
+
+    def __call__(self, stage: str) -> None:
+        now = time.monotonic()
+        self.report.stage_seconds[stage] = round(now - self.last, 3)
+        self.last = now
+
+
+def orders_by_state() -> dict[str, int]:
+    from django.db.models import Count
+
+    return dict(OrderSync.objects.values_list("state").annotate(n=Count("pk")).order_by("state"))
+
+
+def cycle_problems() -> list[CycleProblem]:
+    """Every order a person must look at: blocked, failed, or with a failed write-back."""
+    problems = [
+        CycleProblem(
+            atlas_order_id=row["order__atlas_id"],
+            document_reference=row["order__document_reference"] or "",
+            state=row["state"],
+            reason=row["blocked_reason"] or "transient",
+            message=row["blocked_message"] or row["last_error"],
+        )
+        for row in OrderSync.objects.filter(state__in=[OrderState.BLOCKED, OrderState.FAILED])
+        .order_by("order__atlas_id")
+        .values(
+            "order__atlas_id",
+            "order__document_reference",
+            "state",
+            "blocked_reason",
+            "blocked_message",
+            "last_error",
+        )
+    ]
+    problems.extend(
+        CycleProblem(
+            atlas_order_id=row["order_sync__order__atlas_id"],
+            document_reference=row["order_sync__order__document_reference"] or "",
+            state=f"write_back_{row['kind']}_failed",
+            reason=f"write_back_{row['kind']}",
+            message=row["last_error"],
+        )
+        for row in WriteBackStep.objects.filter(status=WriteBackStep.Status.FAILED)
+        .order_by("order_sync__order__atlas_id")
+        .values(
+            "order_sync__order__atlas_id",
+            "order_sync__order__document_reference",
+            "kind",
+            "last_error",
+        )
+    )
+    return problems
+
+
+def _run_errors(report: CycleReport, run: SyncRun, name: str) -> None:
+    if run.status == SyncRun.Status.FAILED:
+        report.errors.append(f"{name} failed: {run.error_message} (sync run {run.pk})")
+    elif run.status == SyncRun.Status.COMPLETED_WITH_ERRORS:
+        for error in run.errors.all()[:20]:
+            report.errors.append(f"{name}: {error.message}")
+        more = run.errors.count() - 20
+        if more > 0:
+            report.errors.append(f"{name}: {more} more record(s) failed (sync run {run.pk})")
+
+
+def _run_counts(run: SyncRun) -> dict[str, Any]:
+    totals = {outcome: run.total(outcome) for outcome in ("created", "updated", "unchanged")}
+    totals["failed"] = run.total("failed")
+    totals["status"] = run.status
+    totals["api_calls"] = run.api_calls
+    return totals

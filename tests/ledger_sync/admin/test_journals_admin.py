@@ -1,0 +1,259 @@
+"""Journal review, order pipeline and write-back admin: pages render with bounded queries;
+actions enqueue tasks (on commit) and never call a remote system in the request."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from ledger_sync.admin import journals as journals_admin
+from ledger_sync.models import Journal, OrderState, OrderSync, OrderTransition, WriteBackStep
+from ledger_sync.services.writeback import write_back_steps_open
+from tests.factories.atlas import OrderItemFactory
+from tests.factories.parties import accountant
+from tests.ledger_sync.services.posting_support import (
+    built_journal,
+    ledger_fixture,  # noqa: F401 - the `ledger` fixture
+)
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "admin:ledger_sync_journal_changelist"
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        journals_admin, "async_task", lambda func, *args, **kwargs: calls.append((func, args))
+    )
+    return calls
+
+
+@pytest.fixture
+def reviewer(client):
+    user = accountant()
+    client.force_login(user)
+    return user
+
+
+def _draft(**kwargs) -> Journal:
+    journal = built_journal(workflow=Journal.Workflow.REVIEW, **kwargs)
+    Journal.objects.filter(pk=journal.pk).update(
+        status=Journal.Status.DRAFT, request_json='[{"source_transaction_reference": "x"}]'
+    )
+    OrderSync.objects.filter(pk=journal.order_sync_id).update(state=OrderState.AWAITING_REVIEW)
+    return Journal.objects.get(pk=journal.pk)
+
+
+def _list_queries(client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse(CHANGELIST))
+    assert response.status_code == 200
+    return len(queries)
+
+
+def test_review_list_shows_order_counterparty_amount_state_and_reason(client, reviewer):
+    journal = _draft()
+
+    response = client.get(reverse(CHANGELIST))
+
+    page = response.content.decode()
+    order = journal.order_sync.order
+    assert journal.source_transaction_reference in page
+    assert order.counterparty.name in page
+    assert "85500.00" in page or "85,500.00" in page
+    assert "Draft in the ledger, awaiting review" in page
+
+
+def test_review_list_queries_do_not_grow_with_the_rows(client, reviewer):
+    for _ in range(3):
+        _draft()
+    few = _list_queries(client)
+    for _ in range(12):
+        _draft()
+
+    assert _list_queries(client) == few
+
+
+def test_review_list_filters_by_order_state_and_blocked_reason(client, reviewer):
+    draft = _draft()
+    blocked = built_journal()
+    OrderSync.objects.filter(pk=blocked.order_sync_id).update(
+        state=OrderState.BLOCKED, blocked_reason="remote_rejection", blocked_message="no"
+    )
+
+    by_reason = client.get(reverse(CHANGELIST), {"blocked_reason": "remote_rejection"})
+    by_state = client.get(reverse(CHANGELIST), {"order_state": OrderState.AWAITING_REVIEW})
+
+    assert blocked.source_transaction_reference in by_reason.content.decode()
+    assert draft.source_transaction_reference not in by_reason.content.decode()
+    assert draft.source_transaction_reference in by_state.content.decode()
+    assert blocked.source_transaction_reference not in by_state.content.decode()
+
+
+def test_detail_page_shows_lines_with_totals_the_order_and_the_history(client, reviewer):
+    journal = _draft()
+    OrderItemFactory(order=journal.order_sync.order, atlas_id=9001, description="Baseload power")
+    OrderTransition.objects.create(
+        order_sync=journal.order_sync,
+        from_state=OrderState.POSTING,
+        to_state=OrderState.AWAITING_REVIEW,
+        actor="system:test",
+        note="draft created as ledger transaction 1001",
+        at=journal.created_at,
+    )
+
+    response = client.get(reverse("admin:ledger_sync_journal_change", args=[journal.pk]))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "85500.00" in page and "71848.74" in page and "13651.26" in page
+    assert "Totals (EUR)" in page and "not balanced" not in page
+    assert "Baseload power" in page and "9001" in page
+    assert "source_transaction_reference" in page  # the request, pretty-printed
+    assert "draft created as ledger transaction 1001" in page
+
+
+def test_approve_action_enqueues_and_sends_nothing_itself(
+    client, reviewer, queued, django_capture_on_commit_callbacks
+):
+    journals = [_draft(), _draft()]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse(CHANGELIST),
+            {"action": "approve_selected", "_selected_action": [j.pk for j in journals]},
+        )
+
+    assert response.status_code == 302
+    ((func, (ids, user_id)),) = queued
+    assert func == "ledger_sync.tasks.approve_journals_task"
+    assert sorted(ids) == sorted(j.pk for j in journals) and user_id == reviewer.pk
+    assert set(Journal.objects.values_list("status", flat=True)) == {Journal.Status.DRAFT}
+
+
+def test_reject_action_asks_for_a_reason_then_enqueues(
+    client, reviewer, queued, django_capture_on_commit_callbacks
+):
+    journal = _draft()
+    data = {"action": "reject_selected", "_selected_action": [journal.pk]}
+
+    asked = client.post(reverse(CHANGELIST), data)
+    assert asked.status_code == 200 and "reason" in asked.content.decode()
+    assert queued == []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse(CHANGELIST), {**data, "apply": "1", "reason": "Wrong VAT rate"})
+
+    assert queued == [
+        ("ledger_sync.tasks.reject_journal_task", (journal.pk, reviewer.pk, "Wrong VAT rate"))
+    ]
+
+
+def test_actions_need_the_approve_permission(client, django_user_model, queued):
+    from django.contrib.auth.models import Permission
+
+    clerk = django_user_model.objects.create_user(username="clerk", is_staff=True)
+    clerk.user_permissions.add(Permission.objects.get(codename="view_journal"))
+    client.force_login(clerk)
+    journal = _draft()
+
+    response = client.post(
+        reverse(CHANGELIST), {"action": "approve_selected", "_selected_action": [journal.pk]}
+    )
+
+    assert queued == []
+    assert response.status_code in (200, 302)
+
+
+def test_order_list_shows_blocked_reason_and_fix_link(client, reviewer):
+    journal = built_journal()
+    OrderSync.objects.filter(pk=journal.order_sync_id).update(
+        state=OrderState.BLOCKED,
+        blocked_reason="unknown_gl_account",
+        blocked_message="GL account 9999 is not in the chart",
+        blocked_fix_url="/admin/ledger_sync/glaccount/",
+    )
+
+    response = client.get(reverse("admin:ledger_sync_ordersync_changelist"))
+
+    page = response.content.decode()
+    assert "GL account 9999 is not in the chart" in page
+    assert 'href="/admin/ledger_sync/glaccount/"' in page
+
+
+def test_order_detail_shows_journals_write_backs_and_history(client, reviewer):
+    journal = built_journal()
+    write_back_steps_open(order_sync=journal.order_sync)
+
+    response = client.get(
+        reverse("admin:ledger_sync_ordersync_change", args=[journal.order_sync_id])
+    )
+
+    assert response.status_code == 200
+    assert journal.source_transaction_reference in response.content.decode()
+
+
+def test_write_back_retry_action_enqueues(
+    client, reviewer, queued, django_capture_on_commit_callbacks
+):
+    journal = built_journal()
+    write_back_steps_open(order_sync=journal.order_sync)
+    step = WriteBackStep.objects.get(kind=WriteBackStep.Kind.ERP_CODE)
+    WriteBackStep.objects.filter(pk=step.pk).update(
+        status=WriteBackStep.Status.FAILED, last_error="ATLAS down", attempts=3
+    )
+
+    listing = client.get(reverse("admin:ledger_sync_writebackstep_changelist"))
+    assert "ATLAS down" in listing.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("admin:ledger_sync_writebackstep_changelist"),
+            {"action": "retry_selected", "_selected_action": [step.pk]},
+        )
+
+    assert queued == [("ledger_sync.tasks.write_back_task", ([journal.order_sync_id],))]
+    step.refresh_from_db()
+    assert step.next_attempt_at is None
+
+
+def test_every_task_the_admin_and_the_schedule_enqueue_exists():
+    import inspect
+
+    from ledger_sync import tasks
+    from ledger_sync.services.schedules import default_schedules
+
+    source = inspect.getsource(journals_admin)
+    names = {
+        "approve_journals_task",
+        "reject_journal_task",
+        "reverse_journal_task",
+        "retry_order_task",
+        "rebuild_order_task",
+        "write_back_task",
+    }
+    for name in names:
+        assert f'"{name}"' in source
+        assert callable(getattr(tasks, name))
+    cycle = next(s for s in default_schedules() if s.name == "Journal cycle")
+    assert cycle.func == "ledger_sync.tasks.run_cycle_task"
+    assert callable(tasks.run_cycle_task) and callable(tasks.post_journals_task)
+
+
+def test_retry_task_posts_a_failed_order_at_once(ledger):
+    from django.utils import timezone
+
+    from ledger_sync.tasks import retry_order_task
+
+    journal = built_journal()
+    OrderSync.objects.filter(pk=journal.order_sync_id).update(
+        state=OrderState.FAILED, attempts=1, next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
+
+    assert retry_order_task(journal.order_sync_id) == 1
+    assert len(ledger.app.transactions_with_reference(journal.source_transaction_reference)) == 1
