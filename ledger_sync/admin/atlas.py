@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django_q.tasks import async_task
 
+from ledger_sync.admin.mirror import change_history_table, raw_json_block
 from ledger_sync.models import (
     Counterparty,
     CounterpartyCustomFieldValue,
@@ -196,44 +197,12 @@ class AtlasMirrorAdmin(admin.ModelAdmin):
 
     @admin.display(description="Raw JSON (as ATLAS last sent it)")
     def raw_json_pretty(self, obj: Any) -> SafeString:
-        return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', obj.raw_pretty)
+        return raw_json_block(obj.raw_json)
 
     @admin.display(description="Change history")
     def change_history(self, obj: Any) -> SafeString:
-        changes = atlas_record_history(entity=atlas_entity_of(type(obj)), atlas_id=obj.atlas_id)
-        if not changes:
-            return format_html("<em>{}</em>", "No change seen since it was first mirrored.")
-        rows = []
-        for change in changes:
-            run_link = (
-                format_html(
-                    '<a href="{}">{}</a>',
-                    reverse("admin:ledger_sync_syncrun_change", args=[change.sync_run_id]),
-                    f"run {change.sync_run_id}",
-                )
-                if change.sync_run_id
-                else change.source
-            )
-            for field_name, (before, after) in sorted(change.changes.items()):
-                rows.append(
-                    (
-                        field_name,
-                        _json_text(before),
-                        _json_text(after),
-                        f"{change.changed_at:%Y-%m-%d %H:%M:%S}",
-                        run_link,
-                    )
-                )
-        body = format_html_join(
-            "",
-            "<tr><td><code>{}</code></td><td><del>{}</del></td><td><ins>{}</ins></td>"
-            "<td>{}</td><td>{}</td></tr>",
-            rows,
-        )
-        return format_html(
-            "<table><thead><tr><th>Field</th><th>Before</th><th>After</th><th>When</th>"
-            "<th>Run</th></tr></thead><tbody>{}</tbody></table>",
-            body,
+        return change_history_table(
+            atlas_record_history(entity=atlas_entity_of(type(obj)), atlas_id=obj.atlas_id)
         )
 
     @admin.display(description="Latest failures")
@@ -291,16 +260,6 @@ class AtlasMirrorAdmin(admin.ModelAdmin):
             "appears under Sync runs.",
             messages.SUCCESS,
         )
-
-
-def _json_text(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return value
-    from integration import wire
-
-    return wire.dumps(value)
 
 
 def _changelist_link(model_name: str, text: str, **params: Any) -> SafeString:

@@ -157,6 +157,7 @@ class ErpPartyAdmin(ImportExportModelAdmin):
     search_fields = ("code", "legal_name", "vat", "iban")
     readonly_fields = ("created_at", "updated_at")
     list_per_page = 100
+    show_full_result_count = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(mapped_count=Count("mappings"))
@@ -168,6 +169,13 @@ class ErpPartyAdmin(ImportExportModelAdmin):
     @admin.display(description="Counterparties", ordering="mapped_count")
     def mapped(self, obj: ErpParty) -> int:
         return obj.mapped_count
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The code is the key mappings, journals and ATLAS's externalId already hold: a typo is
+        # fixed by a new party and a remap, never by renaming this one under them.
+        if obj is not None:
+            return ("code", *self.readonly_fields)
+        return self.readonly_fields
 
     def has_import_permission(self, request: HttpRequest) -> bool:
         # django-import-export lets anyone with admin access import unless told otherwise.
@@ -207,6 +215,8 @@ class ErpPartyAdmin(ImportExportModelAdmin):
 
                 data = super().clean()
                 values = {k: data.get(k) for k in ("code", "legal_name", "vat", "iban", "role")}
+                if "code" not in self.fields:  # an existing party: its code is read-only
+                    values["code"] = self.instance.code
                 values["active"] = "true" if data.get("active") else "false"
                 _clean, problems = erp_party_values_clean(values)
                 for name, text in problems.items():
@@ -388,19 +398,25 @@ class CounterpartyMatchingAdmin(_DecisionMixin, admin.ModelAdmin):
 
     def _create_parties(self, request: HttpRequest, counterparties: list[Any]) -> None:
         created = []
-        for counterparty in counterparties:
-            mapping = counterparty_create_erp_party(
-                counterparty=counterparty, user=request.user, write_back=False
-            )
-            created.append(mapping)
-        _enqueue_write_back([m.pk for m in created])
-        self.message_user(
-            request,
-            "Created ERP part(ies) "
-            + ", ".join(f"{m.erp_code} for {m.counterparty}" for m in created[:10])
-            + "; the codes are being written to ATLAS.",
-            messages.SUCCESS,
-        )
+        try:
+            for counterparty in counterparties:
+                # Each one commits on its own: a refusal further down the list must not leave
+                # the parties already made waiting for a write-back nobody queued.
+                created.append(
+                    counterparty_create_erp_party(
+                        counterparty=counterparty, user=request.user, write_back=False
+                    )
+                )
+        finally:
+            _enqueue_write_back([m.pk for m in created])
+            if created:
+                self.message_user(
+                    request,
+                    "Created ERP part(ies) "
+                    + ", ".join(f"{m.erp_code} for {m.counterparty}" for m in created[:10])
+                    + "; the codes are being written to ATLAS.",
+                    messages.SUCCESS,
+                )
 
     @admin.action(
         description="Approve the best candidate of each selected counterparty",
@@ -421,7 +437,11 @@ class CounterpartyMatchingAdmin(_DecisionMixin, admin.ModelAdmin):
     )
     def reject_all(self, request: HttpRequest, queryset: QuerySet) -> None:
         proposals = [p for obj in queryset for p in getattr(obj, "open_proposals", [])]
-        count = match_proposal_reject(proposals=proposals, user=request.user)
+        try:
+            count = match_proposal_reject(proposals=proposals, user=request.user)
+        except ApplicationError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return
         self.message_user(request, f"Rejected {count} candidate(s).", messages.SUCCESS)
 
     @admin.action(
@@ -750,6 +770,11 @@ class CustomFieldMappingAdmin(admin.ModelAdmin):
         ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Changes go through set_view (custom_field_mapping_set records who, when, before and
+        # after); Django's own change form would save the row without that history.
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django_q.tasks import async_task
 
+from ledger_sync.admin.mirror import change_history_table, raw_json_block
 from ledger_sync.models import (
     AccountingPeriod,
     AccountingYear,
@@ -31,7 +32,10 @@ from ledger_sync.models import (
     PostingSettingsChange,
     SyncRun,
 )
-from ledger_sync.selectors.reference import period_landings_for_closed
+from ledger_sync.selectors.reference import (
+    gotransverse_record_history,
+    period_landings_for_closed,
+)
 from ledger_sync.services.posting_settings import (
     EDITABLE_FIELDS,
     PostingSettingsInvalid,
@@ -71,7 +75,15 @@ class MirroredReadOnlyAdmin(admin.ModelAdmin):
 
     @admin.display(description="Raw JSON (as Gotransverse last sent it)")
     def raw_json_pretty(self, obj: Any) -> SafeString:
-        return format_html('<pre style="white-space:pre-wrap">{}</pre>', obj.raw_pretty)
+        return raw_json_block(obj.raw_json)
+
+    @admin.display(description="Change history")
+    def change_history(self, obj: Any) -> SafeString:
+        return change_history_table(
+            gotransverse_record_history(
+                entity=type(obj).__name__, gotransverse_id=obj.gotransverse_id
+            )
+        )
 
 
 @admin.register(Ledger)
@@ -103,6 +115,7 @@ class LedgerAdmin(MirroredReadOnlyAdmin):
         "create_zero_amount_entries",
         "is_valid",
         *MIRROR_FIELDS,
+        "change_history",
         "raw_json_pretty",
     )
     exclude = ("raw_json", "content_hash")
@@ -144,6 +157,7 @@ class AccountingYearAdmin(MirroredReadOnlyAdmin):
         "is_open",
         "is_complete",
         *MIRROR_FIELDS,
+        "change_history",
         "raw_json_pretty",
     )
     exclude = ("raw_json", "content_hash")
@@ -177,6 +191,7 @@ class AccountingPeriodAdmin(MirroredReadOnlyAdmin):
         "open_badge",
         "status",
         *MIRROR_FIELDS,
+        "change_history",
         "raw_json_pretty",
     )
     exclude = ("raw_json", "content_hash", "is_open")
@@ -212,6 +227,7 @@ class GLAccountAdmin(MirroredReadOnlyAdmin):
         "status",
         "chart_of_account_ids",
         *MIRROR_FIELDS,
+        "change_history",
         "raw_json_pretty",
     )
     exclude = ("raw_json", "content_hash")

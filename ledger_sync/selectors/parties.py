@@ -6,7 +6,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 
 from ledger_sync.models import (
     CounterpartyMapping,
@@ -112,7 +113,7 @@ def custom_field_rows(*, samples_per_field: int = 3) -> list[CustomFieldRow]:
     from ledger_sync.models import CounterpartyCustomFieldValue, CustomFieldDefinition
 
     definitions = list(CustomFieldDefinition.objects.order_by("atlas_id"))
-    mappings = {m.definition_id: m for m in CustomFieldMapping.objects.all()}
+    mappings = {m.definition_id: m for m in CustomFieldMapping.objects.select_related("updated_by")}
     samples = custom_field_samples(
         definition_ids=[d.pk for d in definitions],
         per_field=samples_per_field,
@@ -131,19 +132,27 @@ def custom_field_samples(
     if model is None:
         from ledger_sync.models import CounterpartyCustomFieldValue as model
     found: dict[int, list[Any]] = defaultdict(list)
-    # Bounded: a few hundred rows per field at most, instead of every counterparty's value.
-    for definition_id in definition_ids:
-        rows = (
-            model.objects.filter(definition_id=definition_id)
-            .exclude(value__isnull=True)
-            .order_by("counterparty_id")
-            .values_list("value", flat=True)[: per_field * 50]
+    if not definition_ids:
+        return {}
+    # One query for every field (the page must not cost a query per field), bounded: at most a
+    # few hundred rows per field, numbered per field by a window function, instead of every
+    # counterparty's value.
+    rows = (
+        model.objects.filter(definition_id__in=definition_ids)
+        .exclude(value__isnull=True)
+        .annotate(
+            position=Window(
+                RowNumber(), partition_by=[F("definition_id")], order_by=F("counterparty_id").asc()
+            )
         )
-        for value in rows:
-            if value not in found[definition_id] and value not in ("", None):
-                found[definition_id].append(value)
-            if len(found[definition_id]) >= per_field:
-                break
+        .filter(position__lte=per_field * 50)
+        .order_by("definition_id", "position")
+        .values_list("definition_id", "value")
+    )
+    for definition_id, value in rows:
+        samples = found[definition_id]
+        if len(samples) < per_field and value not in samples and value not in ("", None):
+            samples.append(value)
     return {key: tuple(values) for key, values in found.items()}
 
 

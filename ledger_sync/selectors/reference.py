@@ -12,7 +12,27 @@ from datetime import date
 
 from django.db.models import QuerySet
 
-from ledger_sync.models import AccountingPeriod, GLAccount, Ledger, SyncState
+from ledger_sync.models import (
+    AccountingPeriod,
+    GLAccount,
+    Ledger,
+    RecordChange,
+    SyncRun,
+    SyncState,
+)
+
+
+def gotransverse_record_history(
+    *, entity: str, gotransverse_id: int, limit: int = 200
+) -> list[RecordChange]:
+    """The observed changes of one mirrored AR Ledger record, newest first (with its run)."""
+    return list(
+        RecordChange.objects.filter(
+            system=SyncRun.System.GOTRANSVERSE, entity=entity, remote_id=str(gotransverse_id)
+        )
+        .select_related("sync_run")
+        .order_by("-changed_at", "-id")[:limit]
+    )
 
 
 def live_periods(*, ledger: Ledger) -> QuerySet[AccountingPeriod]:

@@ -52,6 +52,7 @@ from ledger_sync.models import (
     SyncRun,
     SyncState,
 )
+from ledger_sync.services.mirror_records import json_safe, raw_changes
 from ledger_sync.services.sync_runs import OUTCOMES, RunRecorder, sync_run_start
 
 logger = logging.getLogger(__name__)
@@ -337,6 +338,18 @@ class _Mirror:
             and (scope is None or atlas_id in scope)
             and row.sync_state != SyncState.MISSING
         ]
+        unidentified = sum(1 for error in errors if not _is_id(error.record_id))
+        if unidentified and missing:
+            # A record whose id cannot be read may be any of the unseen rows: taking them for
+            # deleted could hide live records. The next readable pass settles it.
+            self.recorder.error(
+                entity=spec.name,
+                message=f"{unidentified} {spec.name} record(s) came without a readable id, so "
+                f"no {spec.name} was marked missing in this pass ({len(missing)} stored "
+                "not returned).",
+                count=False,
+            )
+            missing = []
         for chunk in _chunks(missing, WRITE_BATCH):
             model.objects.filter(atlas_id__in=chunk).update(
                 sync_state=SyncState.MISSING, updated_at=now
@@ -401,7 +414,7 @@ class _Mirror:
         if kind == "changed":
             changes = []
             for record, _ in batch:
-                diff = _diff(_loads_or_empty(before.get(record.id)), record.raw)
+                diff = raw_changes(_loads_or_empty(before.get(record.id)), record.raw)
                 if diff:
                     changes.append(
                         RecordChange(
@@ -589,7 +602,7 @@ def _definition_values(record: atlas.CustomFieldDefinition, links: _Links) -> di
         "field_type": record.type or "",
         "is_required": record.is_required,
         "counterparty_type_ids": list(record.counterparty_type_ids),
-        "options": _json_safe(list(record.options)),
+        "options": json_safe(list(record.options)),
     }
 
 
@@ -693,7 +706,7 @@ def _replace_custom_field_values(
                 custom_field_atlas_id=value.custom_field_id,
                 definition_id=links.pk("CustomFieldDefinition", value.custom_field_id),
                 name=(value.name or "")[:255],
-                value=_json_safe(value.value),
+                value=json_safe(value.value),
             )
             for record in records
             if record.id in pks
@@ -914,25 +927,3 @@ def _loads_or_empty(raw_json: str | None) -> Any:
         return wire.loads(raw_json)
     except ValueError:
         return {}
-
-
-def _diff(before: Any, after: Any) -> dict[str, list[Any]]:
-    """Top-level JSON fields whose value changed: {"field": [before, after]}."""
-    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
-        return {"(record)": [_json_safe(before), _json_safe(after)]}
-    return {
-        key: [_json_safe(before.get(key)), _json_safe(after.get(key))]
-        for key in sorted(set(before) | set(after))
-        if wire.canonical(before.get(key)) != wire.canonical(after.get(key))
-    }
-
-
-def _json_safe(value: Any) -> Any:
-    """A JSON value for a JSONField: decimals become their exact text (never a float)."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    return value

@@ -12,8 +12,6 @@ mapping or correction (state FAILED, the error text) for the admin to show and r
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from ledger_sync.models import (
     RecordChange,
     WriteBackState,
 )
+from ledger_sync.services.mirror_records import json_safe, raw_changes, raw_content_hash
 from ledger_sync.services.normalise import bic_validate, iban_mask, iban_validate
 
 logger = logging.getLogger(__name__)
@@ -311,7 +310,7 @@ def master_data_corrections_push(
                 status=MasterDataCorrection.Status.PUSHED,
                 push_attempts=correction.push_attempts + 1,
                 pushed_at=now,
-                atlas_answer=_json_safe(saved.raw),
+                atlas_answer=json_safe(saved.raw),
                 last_error="",
             )
         result.written += 1
@@ -326,11 +325,7 @@ def counterparty_apply_atlas_answer(*, counterparty: Any, record: Any, now: date
     what changed (source "write_back"). Returns the changes ({wire field: [before, after]})."""
     before_raw = counterparty.raw or {}
     after_raw = dict(record.raw)
-    changes = {
-        key: [before_raw.get(key), after_raw.get(key)]
-        for key in sorted(set(before_raw) | set(after_raw))
-        if before_raw.get(key) != after_raw.get(key)
-    }
+    changes = raw_changes(before_raw, after_raw)
     if not changes:
         return {}
     update: dict[str, Any] = {}
@@ -345,7 +340,7 @@ def counterparty_apply_atlas_answer(*, counterparty: Any, record: Any, now: date
     type(counterparty).objects.filter(pk=counterparty.pk).update(
         **update,
         raw_json=raw_json,
-        content_hash=hashlib.sha256(wire.canonical(after_raw).encode()).hexdigest(),
+        content_hash=raw_content_hash(after_raw),
         last_seen_at=now,
         last_changed_at=now,
         updated_at=now,
@@ -358,7 +353,7 @@ def counterparty_apply_atlas_answer(*, counterparty: Any, record: Any, now: date
         entity=COUNTERPARTY_ENTITY,
         remote_id=str(counterparty.atlas_id),
         changed_at=now,
-        changes=_json_safe(_masked(changes)),
+        changes=json_safe(_masked(changes)),
         source="write_back",
     )
     return changes
@@ -370,11 +365,6 @@ def _masked(changes: dict[str, list[Any]]) -> dict[str, list[Any]]:
         key: [iban_mask(v) if key == "iban" and v else v for v in values]
         for key, values in changes.items()
     }
-
-
-def _json_safe(value: Any) -> Any:
-    """A value a JSONField can store: a Decimal keeps its exact digits, as text."""
-    return json.loads(wire.dumps(value), parse_float=str) if value is not None else None
 
 
 def _post(

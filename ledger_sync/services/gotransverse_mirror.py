@@ -18,12 +18,10 @@ pass over an unchanged ledger makes is `last_seen_at`, in one UPDATE per model.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, models, transaction
@@ -43,6 +41,7 @@ from ledger_sync.models import (
     SyncRun,
     SyncState,
 )
+from ledger_sync.services.mirror_records import json_safe, raw_changes, raw_content_hash
 from ledger_sync.services.sync_runs import RunRecorder, sync_run_start
 
 logger = logging.getLogger(__name__)
@@ -399,7 +398,7 @@ class _Mirror:
     ) -> Any:
         """Create or update one row; returns it, or None when it failed (recorded)."""
         remote_id = _remote_id(lookup)
-        content_hash = _content_hash(raw)
+        content_hash = raw_content_hash(raw)
         for attempt in (1, 2):
             try:
                 with transaction.atomic():
@@ -465,7 +464,7 @@ class _Mirror:
             self.recorder.count(entity, "unchanged")
             self.unchanged.setdefault(model, []).append(row.pk)
             return row
-        changes = _raw_changes(row.raw, raw)
+        changes = raw_changes(row.raw, raw)
         if row.sync_state != SyncState.SYNCED:
             changes["sync_state"] = [row.sync_state, SyncState.SYNCED.value]
         for name, value in values.items():
@@ -485,7 +484,7 @@ class _Mirror:
             remote_id=str(lookup["gotransverse_id"]),
             sync_run=self.sync_run,
             changed_at=self.now,
-            changes=_jsonable(changes or column_changes),
+            changes=json_safe(changes or column_changes),
         )
         self.recorder.count(entity, "updated")
         return row
@@ -661,42 +660,12 @@ def _remote_id(lookup: Mapping[str, Any]) -> Any:
     return lookup.get("gotransverse_id")
 
 
-def _content_hash(raw: Any) -> str:
-    return hashlib.sha256(wire.canonical(raw).encode()).hexdigest()
-
-
 def _differs(row: models.Model, name: str, value: Any) -> bool:
     """Whether column `name` of `row` holds something else than `value` (FKs by pk, no query)."""
     field_obj = row._meta.get_field(name)
     if field_obj.is_relation:
         return getattr(row, field_obj.attname) != getattr(value, "pk", value)
     return getattr(row, name) != value
-
-
-def _raw_changes(before: Any, after: Any) -> dict[str, list[Any]]:
-    """Top-level keys of the remote record that changed, in the remote system's own names."""
-    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
-        return {"(record)": [before, after]}
-    return {
-        key: [before.get(key), after.get(key)]
-        for key in sorted(set(before) | set(after))
-        if wire.canonical(before.get(key)) != wire.canonical(after.get(key))
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    """JSONField stores with the standard encoder: money stays exact as text, dates as ISO."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, models.Model):
-        return value.pk
-    return value
 
 
 def _entity_for(remote_entity: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
@@ -23,6 +24,7 @@ from ledger_sync.selectors.reference import gl_account_check
 
 logger = logging.getLogger(__name__)
 
+CHANGE_PERMISSION = "ledger_sync.change_postingsettings"
 CONTROL_ACCOUNT_LABELS: dict[str, str] = {
     "receivables_account": "Receivables account",
     "payables_account": "Payables account",
@@ -102,8 +104,11 @@ def posting_settings_update(*, user: Any, **changes: Any) -> PostingSettings:
     """Apply `changes` to the posting settings after checking every one of them.
 
     Nothing is saved unless every change is valid. A change that sets the values they already
-    have writes nothing and records no history.
+    have writes nothing and records no history. Only a finance lead (CHANGE_PERMISSION) may
+    change them, whoever calls this: the admin is not the only guard.
     """
+    if user is None or not user.has_perm(CHANGE_PERMISSION):
+        raise PermissionDenied("Only a finance lead may change the posting settings.")
     cleaned = posting_settings_validate(changes)
     PostingSettings.load()
     # Lock the row so that two finance leads saving at once each record a true "before".
@@ -114,7 +119,7 @@ def posting_settings_update(*, user: Any, **changes: Any) -> PostingSettings:
         return current
     for name, (_, value) in diff.items():
         setattr(current, name, value)
-    actor = user if getattr(user, "is_authenticated", False) else None
+    actor = user
     current.updated_by = actor
     current.save()
     PostingSettingsChange.objects.create(

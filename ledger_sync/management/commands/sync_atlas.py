@@ -4,11 +4,11 @@ failed."""
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import Any
 
 from django.core.management import BaseCommand, CommandError
-from tqdm import tqdm
 
+from ledger_sync.management.progress import TerminalProgress
 from ledger_sync.models import SyncRun
 from ledger_sync.services.atlas_mirror import (
     ENTITIES,
@@ -19,29 +19,6 @@ from ledger_sync.services.remote import atlas_client_from_settings
 from ledger_sync.services.sync_runs import OUTCOMES
 
 MAX_ERRORS_SHOWN = 50
-
-
-class _TerminalProgress:
-    """One tqdm bar per entity, opened when the pass reaches it."""
-
-    def __init__(self, stream: TextIO):
-        self._stream = stream
-        self._bars: dict[str, tqdm] = {}
-
-    def __call__(self, entity: str, done: int, total: int) -> None:
-        bar = self._bars.get(entity)
-        if bar is None:
-            bar = self._bars[entity] = tqdm(
-                total=total, desc=f"{entity:<22}", unit=" rec", file=self._stream, leave=True
-            )
-        if bar.total != total:
-            bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    def close(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
 
 
 class Command(BaseCommand):
@@ -59,7 +36,7 @@ class Command(BaseCommand):
         progress = None
         if not no_progress and self.stdout.isatty():
             # Bars on stderr, so the summary on stdout stays clean when it is captured.
-            progress = _TerminalProgress(self.stderr._out)
+            progress = TerminalProgress(self.stderr._out, label_width=22)
         try:
             run = atlas_mirror_run(
                 client=atlas_client_from_settings(),

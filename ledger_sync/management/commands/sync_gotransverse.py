@@ -3,40 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import Any
 
 from django.conf import settings
 from django.core.management import BaseCommand, CommandError
-from tqdm import tqdm
 
+from ledger_sync.management.progress import TerminalProgress
 from ledger_sync.models import SyncRun
 from ledger_sync.services.gotransverse_mirror import ENTITIES, gotransverse_mirror_run
 from ledger_sync.services.remote import gotransverse_client_from_settings
 
 MAX_ERRORS_SHOWN = 20
-
-
-class _TerminalProgress:
-    """One tqdm bar per entity, created when the pass reaches it."""
-
-    def __init__(self, stream: TextIO):
-        self._stream = stream
-        self._bars: dict[str, tqdm] = {}
-
-    def __call__(self, stage: str, done: int, total: int | None) -> None:
-        bar = self._bars.get(stage)
-        if bar is None:
-            bar = self._bars[stage] = tqdm(
-                total=total, desc=f"{stage:<16}", unit=" rec", file=self._stream, leave=True
-            )
-        if total is not None and bar.total != total:
-            bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    def close(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
 
 
 class Command(BaseCommand):
@@ -59,7 +36,7 @@ class Command(BaseCommand):
         ledger_id = ledger_id or settings.GOTRANSVERSE_LEDGER_ID
         progress = None
         if not no_progress and self.stderr.isatty():
-            progress = _TerminalProgress(self.stderr._out)
+            progress = TerminalProgress(self.stderr._out, label_width=16)
         try:
             run = gotransverse_mirror_run(
                 client=gotransverse_client_from_settings(),

@@ -4,6 +4,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from ledger_sync.models import PostingSettings, PostingSettingsChange
 from tests.factories.reference import (
@@ -255,3 +256,43 @@ def test_settings_history_list_renders(client, finance_lead):
 
     assert response.status_code == 200
     assert "bank_account: 1000 → 6000" in response.content.decode()
+
+
+def test_gl_account_page_shows_its_change_history_as_a_diff(admin_client):
+    from ledger_sync.models import RecordChange, SyncRun
+
+    account = GLAccountFactory(gotransverse_id=777, number="7000")
+    run = SyncRun.objects.create(
+        system="gotransverse", trigger="schedule", started_at=timezone.now()
+    )
+    RecordChange.objects.create(
+        system="gotransverse",
+        entity="GLAccount",
+        remote_id="777",
+        sync_run=run,
+        changed_at=timezone.now(),
+        changes={"status": ["ACTIVE", "INACTIVE"]},
+    )
+
+    response = admin_client.get(reverse("admin:ledger_sync_glaccount_change", args=[account.pk]))
+
+    body = response.content.decode()
+    assert "<td><code>status</code></td><td><del>ACTIVE</del></td><td><ins>INACTIVE</ins>" in body
+    assert reverse("admin:ledger_sync_syncrun_change", args=[run.pk]) in body
+
+
+def test_failed_record_of_a_run_shows_its_raw_json_pretty_printed(admin_client):
+    from ledger_sync.models import SyncRun, SyncRunError
+
+    run = SyncRun.objects.create(
+        system="gotransverse", trigger="schedule", started_at=timezone.now()
+    )
+    error = SyncRunError.objects.create(
+        sync_run=run, entity="GLAccount", remote_id="9", message="bad", raw_json='{"id":9,"a":1}'
+    )
+
+    response = admin_client.get(reverse("admin:ledger_sync_syncrunerror_change", args=[error.pk]))
+
+    assert '<pre style="white-space:pre-wrap;margin:0">{\n  &quot;id&quot;: 9,\n' in (
+        response.content.decode()
+    )

@@ -553,3 +553,30 @@ def test_two_full_passes_started_together_run_once(atlas_sandbox):
     assert len(outcomes) == 2
     assert sum(isinstance(o, AtlasMirrorAlreadyRunning) for o in outcomes) == 1
     assert SyncRun.Status.COMPLETED_WITH_ERRORS in outcomes
+
+
+def test_a_record_without_a_readable_id_marks_nothing_missing(atlas_sandbox, dataset):
+    """A record whose id cannot be read may be any stored row: none is taken for deleted."""
+    mirror(atlas_sandbox)
+    raw = next(o for o in dataset.orders.values() if "dueDate" in o)
+    atlas_id = raw["id"]
+    raw["id"] = "not an id"
+
+    run = mirror(atlas_sandbox)
+
+    assert run.counts["Order"]["failed"] == 2  # it, and the deliberately broken one
+    assert SyncRunError.objects.filter(sync_run=run, entity="Order", field="id").exists()
+    assert not Order.objects.filter(sync_state=SyncState.MISSING).exists()
+    assert Order.objects.get(atlas_id=atlas_id).sync_state == SyncState.SYNCED
+    assert (
+        "no order was marked missing"
+        in " ".join(
+            SyncRunError.objects.filter(sync_run=run).values_list("message", flat=True)
+        ).lower()
+    )
+
+    raw["id"] = atlas_id
+    dataset.orders.pop(atlas_id)
+    mirror(atlas_sandbox)
+
+    assert Order.objects.get(atlas_id=atlas_id).sync_state == SyncState.MISSING

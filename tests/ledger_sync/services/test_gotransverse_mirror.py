@@ -379,10 +379,10 @@ def test_progress_reports_each_entity_up_to_its_total(gotransverse_sandbox):
 
 
 def test_terminal_progress_draws_a_bar_per_entity():
-    from ledger_sync.management.commands.sync_gotransverse import _TerminalProgress
+    from ledger_sync.management.progress import TerminalProgress
 
     stream = io.StringIO()
-    progress = _TerminalProgress(stream)
+    progress = TerminalProgress(stream, label_width=16)
     progress("GLAccount", 8, 16)
     progress("GLAccount", 16, 16)
     progress.close()

@@ -1,5 +1,4 @@
 import pytest
-from django.contrib.auth import get_user_model
 
 from ledger_sync.models import PostingSettings, PostingSettingsChange
 from ledger_sync.services.posting_settings import (
@@ -27,7 +26,23 @@ def chart():
 
 @pytest.fixture
 def finance_lead():
-    return get_user_model().objects.create_user("lead", password="x")
+    from tests.factories.parties import finance_lead as user_in_finance_lead_group
+
+    return user_in_finance_lead_group(username="lead")
+
+
+def test_an_accountant_cannot_change_the_posting_settings(chart):
+    from django.core.exceptions import PermissionDenied
+
+    from tests.factories.parties import accountant
+
+    with pytest.raises(PermissionDenied):
+        posting_settings_update(user=accountant(), bank_account="6000")
+    with pytest.raises(PermissionDenied):
+        posting_settings_update(user=None, bank_account="6000")
+
+    assert PostingSettings.load().bank_account == "1000"
+    assert not PostingSettingsChange.objects.exists()
 
 
 def test_settings_are_created_from_the_environment_on_first_use(settings):
