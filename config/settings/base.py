@@ -4,6 +4,7 @@ The defaults run the embedded setup: a SQLite file under var/, the django-q2 ORM
 two sandboxes on loopback. Production sets DATABASE_URL to PostgreSQL and the real endpoints.
 """
 
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -28,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "import_export",
     "django_q",
     "ledger_sync",
@@ -120,11 +122,26 @@ LOGGING = {
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Per API client (ledger_sync/api/throttling.py); over it → 429 with Retry-After.
+    "DEFAULT_THROTTLE_RATES": {
+        "payments": env("API_THROTTLE_PAYMENTS", default="600/min"),
+        "invoices": env("API_THROTTLE_INVOICES", default="600/min"),
+        "status": env("API_THROTTLE_STATUS", default="1200/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ledger_sync API",
     "DESCRIPTION": "Inbound webhooks and callbacks of ledger_sync.",
     "VERSION": "0.1.0",
+    # Interactive docs (/api/docs/) from drf-spectacular-sidecar's bundled files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "CallbackStatusEnum": "ledger_sync.api.serializers.CALLBACK_STATUSES",
+        "WebhookAckStatusEnum": "ledger_sync.api.serializers.WEBHOOK_ACK_STATUSES",
+    },
 }
 
 # --- ATLAS ETRM -------------------------------------------------------------------------------
@@ -137,6 +154,9 @@ ATLAS_WEBHOOK_SECRET = env("ATLAS_WEBHOOK_SECRET", default="sandbox-webhook-secr
 ATLAS_BATCH_SIZE = env.int("ATLAS_BATCH_SIZE", default=500)
 # ATLAS allows 100 requests a minute per client; stay under it with headroom for clock skew.
 ATLAS_REQUESTS_PER_MINUTE = env.int("ATLAS_REQUESTS_PER_MINUTE", default=90)
+# Where that budget is counted: "database" (shared by every process: a SQLite file beside the
+# SQLite database, or a table in PostgreSQL), "memory" (this process only) or "unlimited".
+ATLAS_PACING = env("ATLAS_PACING", default="database")
 ATLAS_TIMEOUT_SECONDS = env.float("ATLAS_TIMEOUT_SECONDS", default=30.0)
 ATLAS_MAX_RETRIES = env.int("ATLAS_MAX_RETRIES", default=5)
 ATLAS_SYNC_INTERVAL_MINUTES = env.int("ATLAS_SYNC_INTERVAL_MINUTES", default=15)
@@ -149,6 +169,15 @@ GOTRANSVERSE_TIMEOUT_SECONDS = env.float("GOTRANSVERSE_TIMEOUT_SECONDS", default
 GOTRANSVERSE_MAX_RETRIES = env.int("GOTRANSVERSE_MAX_RETRIES", default=5)
 GOTRANSVERSE_SYNC_INTERVAL_MINUTES = env.int("GOTRANSVERSE_SYNC_INTERVAL_MINUTES", default=60)
 
+# --- ERP parties and counterparty matching --------------------------------------------------
+# Code of an ERP party created for an unmatched counterparty; {number} is one above the highest
+# code of the same pattern (the sample register uses BA-100001 upwards).
+ERP_PARTY_CODE_PATTERN = env("ERP_PARTY_CODE_PATTERN", default="BA-{number:06d}")
+# A proposal scoring at least this (0-100) is pre-selected for approval; below it needs a look.
+ERP_MATCH_AUTO_SUGGEST_SCORE = env.int("ERP_MATCH_AUTO_SUGGEST_SCORE", default=70)
+# Candidates proposed per counterparty.
+ERP_MATCH_CANDIDATES = env.int("ERP_MATCH_CANDIDATES", default=3)
+
 # --- Initial posting settings (a finance lead changes them in the admin afterwards) ------------
 LEDGER_ACCOUNT_RECEIVABLES = env("LEDGER_ACCOUNT_RECEIVABLES", default="1200")
 LEDGER_ACCOUNT_PAYABLES = env("LEDGER_ACCOUNT_PAYABLES", default="2000")
@@ -157,6 +186,41 @@ LEDGER_ACCOUNT_INPUT_VAT = env("LEDGER_ACCOUNT_INPUT_VAT", default="1400")
 LEDGER_ACCOUNT_BANK = env("LEDGER_ACCOUNT_BANK", default="1000")
 JOURNAL_WORKFLOW = env("JOURNAL_WORKFLOW", default="review")
 CLOSED_PERIOD_POLICY = env("CLOSED_PERIOD_POLICY", default="block")
+
+# --- Posting journals and writing back to ATLAS (services/posting.py, services/writeback.py) ----
+# Transactions per bulk call to the AR Ledger; calls grow with batches, not journals.
+LEDGER_POST_BATCH_SIZE = env.int("LEDGER_POST_BATCH_SIZE", default=100)
+# A claim older than this is taken to belong to a worker that died, and may be taken over.
+LEDGER_CLAIM_TIMEOUT_SECONDS = env.int("LEDGER_CLAIM_TIMEOUT_SECONDS", default=900)
+# Backoff of transient failures (posting and write-backs): base * 2^(attempts-1), capped.
+LEDGER_RETRY_BASE_SECONDS = env.int("LEDGER_RETRY_BASE_SECONDS", default=60)
+LEDGER_RETRY_MAX_SECONDS = env.int("LEDGER_RETRY_MAX_SECONDS", default=3600)
+# The ERP document code written to the ATLAS order: {transaction_id} is the AR Ledger's id,
+# {date} the journal's transaction date, {order_id} the ATLAS order id, {revision} the revision.
+ERP_CODE_PATTERN = env("ERP_CODE_PATTERN", default="ERP-DOC-{date:%Y%m%d}-{transaction_id}")
+# True: the ERP issues invoice numbers and sends them through the invoice callback.
+INVOICE_NUMBERS_FROM_ERP = env.bool("INVOICE_NUMBERS_FROM_ERP", default=False)
+INVOICE_NUMBER_PATTERN = env("INVOICE_NUMBER_PATTERN", default="{prefix}-{year}-{number:04d}")
+INVOICE_PREFIX_STANDARD = env("INVOICE_PREFIX_STANDARD", default="INV")
+INVOICE_PREFIX_SELF_BILLING = env("INVOICE_PREFIX_SELF_BILLING", default="SB")
+# Our ERP reference of the invoice (ATLAS `externalId`): derived from the order alone, so that
+# it can be looked up in ATLAS even if our own record of it were lost.
+INVOICE_EXTERNAL_ID_PATTERN = env("INVOICE_EXTERNAL_ID_PATTERN", default="LS-INV-{order_id}")
+JOURNAL_CYCLE_INTERVAL_MINUTES = env.int("JOURNAL_CYCLE_INTERVAL_MINUTES", default=15)
+
+# --- Inbound REST: webhooks, payment and invoice callbacks (ledger_sync/api, services/inbound.py)
+# Largest request body the API accepts; bigger → 413 before anything is parsed or stored.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
+# Refuse plain HTTP on the API (production sets it; a redirect would invite a resend in clear).
+API_REQUIRE_HTTPS = env.bool("API_REQUIRE_HTTPS", default=False)
+# A payment may take its invoice past the invoice amount by at most this much (e.g. rounding).
+PAYMENT_OVERPAYMENT_TOLERANCE = Decimal(env("PAYMENT_OVERPAYMENT_TOLERANCE", default="0.00"))
+# Inbound work left over (ATLAS down, a worker died) is picked up by this schedule.
+INBOUND_SWEEP_INTERVAL_MINUTES = env.int("INBOUND_SWEEP_INTERVAL_MINUTES", default=1)
+# Automatic retries of a failed webhook delivery or callback before it waits for a person.
+INBOUND_MAX_ATTEMPTS = env.int("INBOUND_MAX_ATTEMPTS", default=12)
+# A delivery or callback claimed longer ago than this belongs to a worker that died.
+INBOUND_CLAIM_TIMEOUT_SECONDS = env.int("INBOUND_CLAIM_TIMEOUT_SECONDS", default=900)
 
 # --- Sandboxes (python manage.py sandbox) -------------------------------------------------------
 SANDBOX_HOST = "127.0.0.1"

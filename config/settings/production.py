@@ -6,6 +6,10 @@ from .base import env
 SECRET_KEY = env("SECRET_KEY")
 DEBUG = False
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+# The API refuses plain HTTP with a 403 instead of redirecting: a client that followed the
+# redirect would already have sent its token and body in clear, and would resend them.
+SECURE_REDIRECT_EXEMPT = [r"^api/"]
+API_REQUIRE_HTTPS = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True

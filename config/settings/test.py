@@ -9,6 +9,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # Tests queue tasks and assert on them; django-q2 runs them in-process when sync is on.
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+# The suite is never paced; pacing tests build a tight limiter explicitly.
+ATLAS_PACING = "unlimited"
 DEBUG = False
 # Tests render admin pages without running collectstatic first.
 STORAGES = {

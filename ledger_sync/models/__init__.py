@@ -5,7 +5,10 @@ from .atlas import *  # noqa: F403
 from .base import MirroredRecord as MirroredRecord
 from .base import RecordChange as RecordChange
 from .base import SyncState as SyncState
+from .inbound import *  # noqa: F403
+from .journals import *  # noqa: F403
 from .parties import *  # noqa: F403
 from .reference import *  # noqa: F403
 from .runs import SyncRun as SyncRun
 from .runs import SyncRunError as SyncRunError
+from .writeback import *  # noqa: F403

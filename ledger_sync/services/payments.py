@@ -1,0 +1,948 @@
+"""Payment confirmations and invoice reports from the ERP or the bank, written to ATLAS.
+
+Both follow the same shape (TigerBeetle/Formance habits): the caller's `externalId` is the
+idempotency key, stored with a fingerprint of the normalised request BEFORE the answer. The same
+request again gets the same result; the same key with other content is a conflict (409), never
+a silent success. Accepted requests are written to ATLAS by a task; when ATLAS is down they stay
+stored and the sweep delivers them when it is back.
+
+Payments (the guide, "settlement write-backs"):
+- one Payment/Post record per payment event (partial payments allowed); before re-sending a
+  payment that may already have landed (a retry), ATLAS's payments of the invoice are read and
+  one carrying our externalId is recorded instead of created again;
+- when ATLAS's payments of an invoice reach its amount, Invoice/Post sets isPaid=true — once:
+  an InvoiceSettlement row (unique per invoice) is claimed before the call, and an invoice ATLAS
+  already shows as paid is never sent again;
+- the order moves to partially paid, then paid.
+Invoice reports hand the ERP's number to the write-back of the order (IssuedInvoice, source
+"erp_callback"), which looks the invoice up by externalId in ATLAS before creating it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from integration import wire
+from integration.atlas.errors import AtlasError
+from ledger_sync.errors import ApplicationError, InvalidTransition
+from ledger_sync.models import (
+    Invoice,
+    InvoiceReport,
+    InvoiceSettlement,
+    IssuedInvoice,
+    Journal,
+    Order,
+    OrderState,
+    OrderSync,
+    Payment,
+    PaymentConfirmation,
+    SyncState,
+    WriteBackStep,
+)
+from ledger_sync.models.inbound import CallbackState
+from ledger_sync.services.inbound import inbound_backoff
+
+logger = logging.getLogger(__name__)
+
+ACTOR_PAYMENTS = "system:payments"
+ACTOR_INVOICES = "system:invoice_callback"
+CENT = Decimal("0.01")
+# An ACCEPTED callback younger than this belongs to its own on-commit task; the sweep leaves it.
+ACCEPTED_GRACE = timedelta(seconds=30)
+DATE_LINE_AHEAD = timedelta(hours=14)
+
+
+class CallbackRejected(ApplicationError):
+    """A request that is well-formed but cannot be accepted (422): names the field and why."""
+
+    def __init__(self, message: str, *, field: str, code: str):
+        super().__init__(message, details={"field": field, "code": code})
+        self.field = field
+        self.code = code
+
+
+class IdempotencyConflict(ApplicationError):
+    """The externalId was used before with a different request (409)."""
+
+    def __init__(self, message: str, *, field: str = "externalId"):
+        super().__init__(message, details={"field": field, "code": "idempotency_conflict"})
+        self.field = field
+
+
+class InvoiceNotInAtlas(ApplicationError):
+    """The invoice a payment belongs to is not (yet) in ATLAS: retried later."""
+
+    retryable = True
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    external_id: str
+    invoice_external_id: str | None
+    invoice_atlas_id: int | None
+    amount: Decimal
+    currency: str
+    payment_date: date
+
+    @property
+    def invoice_reference(self) -> str:
+        return self.invoice_external_id or str(self.invoice_atlas_id)
+
+    def fingerprint(self) -> str:
+        return _fingerprint(
+            {
+                "externalId": self.external_id,
+                "invoiceExternalId": self.invoice_external_id,
+                "invoiceId": self.invoice_atlas_id,
+                "amount": _money_text(self.amount),
+                "currency": self.currency.upper(),
+                "paymentDate": self.payment_date.isoformat(),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class InvoiceReportRequest:
+    external_id: str
+    order_atlas_id: int
+    invoice_number: str
+    amount: Decimal
+    currency: str
+    invoice_date: date
+    due_date: date
+
+    def fingerprint(self) -> str:
+        return _fingerprint(
+            {
+                "externalId": self.external_id,
+                "order": self.order_atlas_id,
+                "invoiceNumber": self.invoice_number,
+                "amount": _money_text(self.amount),
+                "currency": self.currency.upper(),
+                "invoiceDate": self.invoice_date.isoformat(),
+                "dueDate": self.due_date.isoformat(),
+            }
+        )
+
+
+def _fingerprint(value: Any) -> str:
+    return hashlib.sha256(wire.canonical(value).encode()).hexdigest()
+
+
+def _money_text(amount: Decimal) -> str:
+    # 100, 100.0 and 100.00 are the same amount: the same request, not a conflict.
+    return str(amount.quantize(CENT)) if _cents_only(amount) else str(amount)
+
+
+def _cents_only(amount: Decimal) -> bool:
+    return amount.is_finite() and amount == amount.quantize(CENT)
+
+
+def _check_money(amount: Decimal, *, field: str = "amount") -> None:
+    if not amount.is_finite() or not _cents_only(amount):
+        raise CallbackRejected(
+            f"{field} {amount} has more than 2 decimal places; send the amount in cents "
+            "precision (e.g. 1234.50).",
+            field=field,
+            code="invalid_amount",
+        )
+    if amount <= 0:
+        raise CallbackRejected(
+            f"{field} must be positive, got {amount}.", field=field, code="non_positive_amount"
+        )
+    if amount.adjusted() >= 16:
+        raise CallbackRejected(
+            f"{field} {amount} is too large.", field=field, code="invalid_amount"
+        )
+
+
+# --- invoices as we know them ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvoiceRef:
+    """An invoice a payment can be booked against: ours (IssuedInvoice) or mirrored."""
+
+    atlas_id: int | None
+    external_id: str
+    order_atlas_id: int | None
+    amount: Decimal
+    currency: str
+    is_paid: bool
+    label: str
+
+
+def invoice_resolve(
+    *, external_id: str | None = None, atlas_id: int | None = None, lock: bool = False
+) -> InvoiceRef | None:
+    """The invoice named by `external_id` or ATLAS `atlas_id`, from what ledger_sync holds (no
+    remote call). `lock` takes its row lock (PostgreSQL) so payments to one invoice are checked
+    one after the other."""
+    issued_qs = IssuedInvoice.objects.select_related("order_sync__order")
+    mirror_qs = Invoice.objects.exclude(sync_state=SyncState.MISSING).select_related("order")
+    if lock:
+        issued_qs = issued_qs.select_for_update(of=("self",))
+        mirror_qs = mirror_qs.select_for_update(of=("self",))
+    if external_id:
+        issued = issued_qs.filter(external_id=external_id).first()
+        mirrored = mirror_qs.filter(external_id=external_id).order_by("atlas_id").first()
+    else:
+        issued = issued_qs.filter(atlas_invoice_id=atlas_id).first()
+        mirrored = mirror_qs.filter(atlas_id=atlas_id).first()
+    if issued is None and mirrored is None:
+        return None
+    if issued is not None:
+        order = issued.order_sync.order
+        return InvoiceRef(
+            atlas_id=issued.atlas_invoice_id or (mirrored.atlas_id if mirrored else None),
+            external_id=issued.external_id,
+            order_atlas_id=order.atlas_id,
+            amount=issued.amount,
+            currency=issued.currency,
+            is_paid=bool(mirrored and mirrored.is_paid),
+            label=f"invoice {issued.number} ({issued.external_id})",
+        )
+    assert mirrored is not None
+    order = mirrored.order or Order.objects.filter(atlas_id=mirrored.order_atlas_id).first()
+    return InvoiceRef(
+        atlas_id=mirrored.atlas_id,
+        external_id=mirrored.external_id or "",
+        order_atlas_id=mirrored.order_atlas_id,
+        amount=mirrored.amount,
+        currency=order.currency if order is not None else "",
+        is_paid=mirrored.is_paid,
+        label=f"invoice {mirrored.invoice_number or mirrored.atlas_id}"
+        + (f" ({mirrored.external_id})" if mirrored.external_id else ""),
+    )
+
+
+def invoice_paid_total(invoice: InvoiceRef) -> Decimal:
+    """What is paid or promised against the invoice: our accepted confirmations (whether in
+    ATLAS yet or not) plus the payments ATLAS holds that did not come through us."""
+    ours = Q(pk__in=[])
+    if invoice.atlas_id is not None:
+        ours |= Q(invoice_atlas_id=invoice.atlas_id)
+    if invoice.external_id:
+        ours |= Q(invoice_external_id=invoice.external_id)
+    confirmations = PaymentConfirmation.objects.filter(ours).exclude(state=CallbackState.REJECTED)
+    total = confirmations.aggregate(total=Sum("amount"))["total"] or Decimal("0")
+    if invoice.atlas_id is not None:
+        theirs = (
+            Payment.objects.filter(invoice_atlas_id=invoice.atlas_id)
+            .exclude(sync_state=SyncState.MISSING)
+            .exclude(external_id__in=PaymentConfirmation.objects.values("external_id"))
+            .aggregate(total=Sum("amount"))["total"]
+        )
+        total += theirs or Decimal("0")
+    return total
+
+
+# --- accepting a payment --------------------------------------------------------------------------
+
+
+def payment_confirmation_accept(
+    *,
+    request: PaymentRequest,
+    raw_body: str,
+    api_client: Any = None,
+    today: date | None = None,
+    enqueue: Callable[[int], None] | None = None,
+) -> tuple[PaymentConfirmation, bool]:
+    """Store a confirmed payment and queue its write to ATLAS; (confirmation, created).
+
+    The same request again returns the stored confirmation (created False). Raises
+    IdempotencyConflict when the externalId was used with other content, CallbackRejected
+    (naming the field) for an unknown invoice, a wrong currency, a non-positive amount or one
+    with more than 2 decimals, a date in the future, or an overpayment beyond
+    PAYMENT_OVERPAYMENT_TOLERANCE.
+    """
+    fingerprint = request.fingerprint()
+    existing = PaymentConfirmation.objects.filter(external_id=request.external_id).first()
+    if existing is not None:
+        return _same_or_conflict(existing, fingerprint, "payment"), False
+
+    _check_money(request.amount)
+    # "Today" wherever the payer is: the date on the first side of the date line (UTC+14), so a
+    # bank ahead of UTC is not refused for confirming today's payment.
+    today = today or (timezone.now() + DATE_LINE_AHEAD).date()
+    if request.payment_date > today:
+        raise CallbackRejected(
+            f"paymentDate {request.payment_date} is in the future (today is {today}); confirm "
+            "a payment once it has been made.",
+            field="paymentDate",
+            code="future_date",
+        )
+    invoice_field = "invoiceExternalId" if request.invoice_external_id else "invoiceId"
+    try:
+        with transaction.atomic():
+            invoice = invoice_resolve(
+                external_id=request.invoice_external_id,
+                atlas_id=request.invoice_atlas_id,
+                lock=True,
+            )
+            if invoice is None:
+                raise CallbackRejected(
+                    f"No invoice {request.invoice_reference} is known to ledger_sync; send the "
+                    "externalId (or ATLAS id) of an invoice issued for an ATLAS order.",
+                    field=invoice_field,
+                    code="unknown_invoice",
+                )
+            currency = request.currency.upper()
+            if not invoice.currency:
+                raise CallbackRejected(
+                    f"The currency of {invoice.label} is not known yet (its order is not "
+                    "mirrored); try again after the next ATLAS sync.",
+                    field=invoice_field,
+                    code="unknown_invoice",
+                )
+            if currency != invoice.currency:
+                raise CallbackRejected(
+                    f"currency {currency} differs from {invoice.label}, which is in "
+                    f"{invoice.currency}.",
+                    field="currency",
+                    code="currency_mismatch",
+                )
+            paid = invoice_paid_total(invoice)
+            tolerance = Decimal(settings.PAYMENT_OVERPAYMENT_TOLERANCE)
+            if paid + request.amount > invoice.amount + tolerance:
+                raise CallbackRejected(
+                    f"amount {request.amount} {currency} would take {invoice.label} to "
+                    f"{paid + request.amount} paid, past its amount {invoice.amount} "
+                    f"(already paid {paid}, tolerance {tolerance}).",
+                    field="amount",
+                    code="overpayment",
+                )
+            confirmation = PaymentConfirmation.objects.create(
+                external_id=request.external_id,
+                request_fingerprint=fingerprint,
+                request_json=raw_body,
+                api_client=api_client if getattr(api_client, "pk", None) else None,
+                invoice_reference=request.invoice_reference,
+                invoice_external_id=invoice.external_id,
+                invoice_atlas_id=invoice.atlas_id,
+                order_atlas_id=invoice.order_atlas_id,
+                amount=request.amount,
+                currency=currency,
+                payment_date=request.payment_date,
+                received_at=timezone.now(),
+            )
+            queue = enqueue or _enqueue("ledger_sync.tasks.payment_confirmation_deliver_task")
+            transaction.on_commit(lambda: queue(confirmation.pk))
+    except IntegrityError:
+        # The same externalId was stored by a concurrent request: answer as for a repeat.
+        existing = PaymentConfirmation.objects.filter(external_id=request.external_id).first()
+        if existing is None:
+            raise
+        return _same_or_conflict(existing, fingerprint, "payment"), False
+    logger.info(
+        "payment.accepted",
+        extra={"confirmation": confirmation.pk, "invoice": invoice.atlas_id},
+    )
+    return confirmation, True
+
+
+def _same_or_conflict(existing: Any, fingerprint: str, what: str) -> Any:
+    if existing.request_fingerprint == fingerprint:
+        return existing
+    raise IdempotencyConflict(
+        f"externalId {existing.external_id!r} was already used for a different {what} "
+        f"(received {existing.received_at:%Y-%m-%d %H:%M:%S} UTC); use a new externalId for a "
+        "new one, or send exactly the same request to read its result.",
+    )
+
+
+def _enqueue(func: str) -> Callable[[int], None]:
+    def queue(pk: int) -> None:
+        from ledger_sync.services.inbound import task_enqueue
+
+        task_enqueue(func, pk, task_name=f"{func.rsplit('.', 1)[-1]}-{pk}")
+
+    return queue
+
+
+# --- writing payments to ATLAS --------------------------------------------------------------------
+
+
+def _claim(model: type[Any], pk: int, *, states: list[str], now: datetime) -> bool:
+    """Compare-and-set claim: only one worker writes a record to ATLAS at a time; a claim whose
+    worker died runs out after INBOUND_CLAIM_TIMEOUT_SECONDS. Counts the attempt BEFORE the
+    remote call, so a crash after sending is seen as "may have been sent" by the next one."""
+    until = now + timedelta(seconds=settings.INBOUND_CLAIM_TIMEOUT_SECONDS)
+    return bool(
+        model.objects.filter(pk=pk, state__in=states)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claimed_until=until, attempts=F("attempts") + 1)
+    )
+
+
+def _client(client: Any) -> Any:
+    if client is not None:
+        return client
+    from ledger_sync.services.remote import atlas_client_from_settings
+
+    return atlas_client_from_settings()
+
+
+def _midnight(value: date) -> datetime:
+    return datetime(value.year, value.month, value.day)
+
+
+def payment_post_record(confirmation: PaymentConfirmation, *, invoice_atlas_id: int) -> dict:
+    return {
+        "invoiceId": invoice_atlas_id,
+        "orderId": confirmation.order_atlas_id,
+        "externalId": confirmation.external_id,
+        "amount": confirmation.amount,
+        "paymentDate": _midnight(confirmation.payment_date),
+    }
+
+
+def payment_confirmation_deliver(
+    *, confirmation_id: int, client: Any = None, now: datetime | None = None
+) -> PaymentConfirmation | None:
+    """Write one confirmed payment to ATLAS (Payment/Post), then settle its invoice if paid in
+    full. Safe to run twice and concurrently: a claim guards the write, and a retry first looks
+    for the payment in ATLAS by its externalId."""
+    now = now or timezone.now()
+    states = [CallbackState.ACCEPTED, CallbackState.FAILED]
+    if not _claim(PaymentConfirmation, confirmation_id, states=states, now=now):
+        return PaymentConfirmation.objects.filter(pk=confirmation_id).first()
+    confirmation = PaymentConfirmation.objects.get(pk=confirmation_id)
+    client = _client(client)
+    record: dict[str, Any] = {}
+    try:
+        invoice_atlas_id = _invoice_atlas_id(confirmation, client=client)
+        record = payment_post_record(confirmation, invoice_atlas_id=invoice_atlas_id)
+        saved = None
+        if confirmation.attempts > 1:
+            # An earlier attempt may have landed without us hearing the answer.
+            saved = next(
+                (
+                    p
+                    for p in client.get_payments_by_invoice_ids([invoice_atlas_id]).records
+                    if p.external_id == confirmation.external_id
+                ),
+                None,
+            )
+        if saved is None:
+            result = client.post_payments([record])
+            saved = next(
+                (p for p in result.records if p.external_id == confirmation.external_id), None
+            )
+            if saved is None:
+                raise AtlasError(
+                    "ATLAS answered without the payment it saved; it is looked up before "
+                    "the next attempt",
+                    endpoint="/api/Payment/Post",
+                    retryable=True,
+                )
+    except (AtlasError, InvoiceNotInAtlas) as error:
+        _callback_failed(PaymentConfirmation, confirmation, error=error, record=record)
+        confirmation.refresh_from_db()
+        return confirmation
+    PaymentConfirmation.objects.filter(pk=confirmation.pk).update(
+        state=CallbackState.WRITTEN_TO_ATLAS,
+        invoice_atlas_id=invoice_atlas_id,
+        order_atlas_id=saved.order_id or confirmation.order_atlas_id,
+        atlas_payment_id=saved.id,
+        atlas_request_json=wire.dumps(record, indent=2),
+        atlas_response_json=wire.dumps(saved.raw, indent=2),
+        last_error="",
+        next_attempt_at=None,
+        claimed_until=None,
+        confirmed_at=timezone.now(),
+    )
+    confirmation.refresh_from_db()
+    logger.info(
+        "payment.written",
+        extra={"confirmation": confirmation.pk, "atlas_payment": saved.id},
+    )
+    payment_invoice_check(confirmation=confirmation, client=client, now=now)
+    return confirmation
+
+
+def payment_invoice_check(
+    *, confirmation: PaymentConfirmation, client: Any = None, now: datetime | None = None
+) -> None:
+    """After a payment is in ATLAS: settle its invoice if now paid in full, move the order.
+    ATLAS failing here leaves `invoice_checked_at` empty, and the sweep does it again."""
+    now = now or timezone.now()
+    try:
+        invoice_settle_if_paid(
+            invoice_atlas_id=confirmation.invoice_atlas_id,
+            order_atlas_id=confirmation.order_atlas_id,
+            client=_client(client),
+            now=now,
+        )
+    except AtlasError as error:
+        logger.warning(
+            "payment.invoice_check_failed",
+            extra={"confirmation": confirmation.pk, "error": type(error).__name__},
+        )
+        return
+    PaymentConfirmation.objects.filter(pk=confirmation.pk).update(invoice_checked_at=now)
+
+
+def _invoice_atlas_id(confirmation: PaymentConfirmation, *, client: Any) -> int:
+    if confirmation.invoice_atlas_id:
+        return confirmation.invoice_atlas_id
+    # Ours, created in ATLAS since the payment was accepted?
+    ref = invoice_resolve(external_id=confirmation.invoice_external_id)
+    if ref is not None and ref.atlas_id:
+        return ref.atlas_id
+    found = client.get_invoices_by_external_ids([confirmation.invoice_external_id]).records
+    if found:
+        return found[0].id
+    raise InvoiceNotInAtlas(
+        f"Invoice {confirmation.invoice_external_id} is not in ATLAS yet; the payment is "
+        "written once the invoice has been created.",
+        details={"invoice_external_id": confirmation.invoice_external_id},
+    )
+
+
+def _callback_failed(model: type[Any], row: Any, *, error: Exception, record: dict) -> None:
+    retryable = bool(getattr(error, "retryable", False))
+    give_up = row.attempts >= settings.INBOUND_MAX_ATTEMPTS
+    model.objects.filter(pk=row.pk).update(
+        state=CallbackState.FAILED if retryable else CallbackState.REJECTED,
+        last_error=str(error)[:4000],
+        next_attempt_at=(
+            timezone.now() + inbound_backoff(row.attempts) if retryable and not give_up else None
+        ),
+        atlas_request_json=wire.dumps(record, indent=2) if record else row.atlas_request_json,
+        claimed_until=None,
+    )
+    logger.warning(
+        "callback.write_failed",
+        extra={"model": model.__name__, "pk": row.pk, "retryable": retryable},
+    )
+
+
+def payment_confirmation_retry(*, confirmation: PaymentConfirmation) -> PaymentConfirmation:
+    """A person asks for a failed or rejected payment to be written again (admin): queued."""
+    PaymentConfirmation.objects.filter(
+        pk=confirmation.pk, state__in=[CallbackState.FAILED, CallbackState.REJECTED]
+    ).update(state=CallbackState.FAILED, next_attempt_at=None, claimed_until=None)
+    transaction.on_commit(
+        lambda: _enqueue("ledger_sync.tasks.payment_confirmation_deliver_task")(confirmation.pk)
+    )
+    confirmation.refresh_from_db()
+    return confirmation
+
+
+def payment_invoice_checks_due(*, now: datetime, limit: int) -> list[int]:
+    return list(
+        PaymentConfirmation.objects.filter(
+            state=CallbackState.WRITTEN_TO_ATLAS,
+            invoice_checked_at__isnull=True,
+            confirmed_at__lt=now - ACCEPTED_GRACE,
+        )
+        .order_by("confirmed_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def payment_confirmations_due(*, now: datetime, limit: int) -> list[int]:
+    return list(
+        PaymentConfirmation.objects.filter(
+            Q(state=CallbackState.ACCEPTED, received_at__lt=now - ACCEPTED_GRACE)
+            | Q(state=CallbackState.FAILED)
+            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        )
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .filter(attempts__lt=settings.INBOUND_MAX_ATTEMPTS)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+# --- settling invoices ----------------------------------------------------------------------------
+
+
+def invoice_settle_if_paid(
+    *, invoice_atlas_id: int, order_atlas_id: int | None, client: Any, now: datetime
+) -> InvoiceSettlement | None:
+    """Compare ATLAS's payments of the invoice with its amount: partially paid moves the order
+    to PARTIALLY_PAID; fully paid records the settlement (once) and sends isPaid=true."""
+    client = _client(client)
+    invoices = client.get_invoices([invoice_atlas_id]).records
+    if not invoices:
+        logger.warning("settlement.invoice_missing", extra={"invoice": invoice_atlas_id})
+        return None
+    invoice = invoices[0]
+    payments = client.get_payments_by_invoice_ids([invoice_atlas_id]).records
+    paid = sum((p.amount for p in payments), Decimal("0"))
+    order_atlas_id = invoice.order_id or order_atlas_id
+    if paid < invoice.amount:
+        if paid > 0:
+            order_payment_state_update(atlas_order_id=order_atlas_id, paid_in_full=False)
+        return None
+    settlement, _ = _settlement_get_or_create(
+        invoice_atlas_id=invoice_atlas_id,
+        order_atlas_id=order_atlas_id,
+        paid=paid,
+        amount=invoice.amount,
+    )
+    return invoice_settlement_send(
+        settlement_id=settlement.pk, client=client, now=now, invoice=invoice
+    )
+
+
+def _settlement_get_or_create(
+    *, invoice_atlas_id: int, order_atlas_id: int | None, paid: Decimal, amount: Decimal
+) -> tuple[InvoiceSettlement, bool]:
+    try:
+        with transaction.atomic():
+            return InvoiceSettlement.objects.get_or_create(
+                invoice_atlas_id=invoice_atlas_id,
+                defaults={
+                    "order_atlas_id": order_atlas_id,
+                    "paid_total": paid,
+                    "invoice_amount": amount,
+                },
+            )
+    except IntegrityError:
+        # Two payments of one invoice finished at the same moment: one row, one send.
+        return InvoiceSettlement.objects.get(invoice_atlas_id=invoice_atlas_id), False
+
+
+def invoice_paid_record(invoice: Any) -> dict[str, Any]:
+    """Invoice/Post updating the invoice to isPaid=true, with its fields as ATLAS holds them
+    (an upsert by id must not blank what it does not mention)."""
+    return {
+        "id": invoice.id,
+        "orderId": invoice.order_id,
+        "externalId": invoice.external_id,
+        "invoiceNumber": invoice.invoice_number,
+        "amount": invoice.amount,
+        "invoiceDate": invoice.invoice_date.replace(tzinfo=None) if invoice.invoice_date else None,
+        "dueDate": invoice.due_date.replace(tzinfo=None) if invoice.due_date else None,
+        "isPaid": True,
+    }
+
+
+def invoice_settlement_send(
+    *, settlement_id: int, client: Any = None, now: datetime | None = None, invoice: Any = None
+) -> InvoiceSettlement | None:
+    """Send isPaid=true for a settled invoice, exactly once: only the claimed, pending row
+    sends; an invoice ATLAS already shows as paid is recorded as done without a call."""
+    now = now or timezone.now()
+    states = [InvoiceSettlement.State.PENDING, InvoiceSettlement.State.FAILED]
+    if not _claim(InvoiceSettlement, settlement_id, states=states, now=now):
+        return InvoiceSettlement.objects.filter(pk=settlement_id).first()
+    settlement = InvoiceSettlement.objects.get(pk=settlement_id)
+    client = _client(client)
+    record: dict[str, Any] = {}
+    try:
+        if invoice is None or settlement.attempts > 1:
+            # A retry (or the sweep): what does ATLAS hold now? A lost answer may have landed.
+            found = client.get_invoices([settlement.invoice_atlas_id]).records
+            if not found:
+                raise AtlasError(
+                    f"ATLAS did not return invoice {settlement.invoice_atlas_id}",
+                    endpoint="/api/Invoice/GetByIds",
+                    retryable=True,
+                )
+            invoice = found[0]
+        if invoice.is_paid:
+            answer: Any = invoice.raw
+            note = "already paid in ATLAS"
+        else:
+            record = invoice_paid_record(invoice)
+            saved = client.post_invoices([record]).by_id.get(invoice.id)
+            if saved is None or not saved.is_paid:
+                raise AtlasError(
+                    "ATLAS answered without confirming isPaid=true",
+                    endpoint="/api/Invoice/Post",
+                    retryable=True,
+                )
+            answer = saved.raw
+            note = "isPaid=true written"
+    except AtlasError as error:
+        retryable = error.retryable
+        InvoiceSettlement.objects.filter(pk=settlement.pk).update(
+            state=InvoiceSettlement.State.FAILED,
+            last_error=str(error)[:4000],
+            next_attempt_at=now + inbound_backoff(settlement.attempts) if retryable else None,
+            request_json=wire.dumps(record, indent=2) if record else "",
+            claimed_until=None,
+        )
+        settlement.refresh_from_db()
+        return settlement
+    InvoiceSettlement.objects.filter(pk=settlement.pk).update(
+        state=InvoiceSettlement.State.DONE,
+        request_json=wire.dumps(record, indent=2) if record else "",
+        response_json=wire.dumps(answer, indent=2),
+        last_error="",
+        next_attempt_at=None,
+        claimed_until=None,
+        done_at=timezone.now(),
+    )
+    logger.info("settlement.done", extra={"invoice": settlement.invoice_atlas_id, "note": note})
+    order_payment_state_update(atlas_order_id=settlement.order_atlas_id, paid_in_full=True)
+    settlement.refresh_from_db()
+    return settlement
+
+
+def settlements_due(*, now: datetime, limit: int) -> list[int]:
+    return list(
+        InvoiceSettlement.objects.filter(
+            state__in=[InvoiceSettlement.State.PENDING, InvoiceSettlement.State.FAILED]
+        )
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .filter(attempts__lt=settings.INBOUND_MAX_ATTEMPTS)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def order_payment_state_update(*, atlas_order_id: int | None, paid_in_full: bool) -> None:
+    """Move the order to PARTIALLY_PAID or PAID when the state machine allows it (an order that
+    is not ours, or already further, is left as it is)."""
+    from ledger_sync.services.order_states import order_transition, transition_allowed
+
+    if atlas_order_id is None:
+        return
+    order_sync = OrderSync.objects.filter(order__atlas_id=atlas_order_id).first()
+    if order_sync is None:
+        return
+    target = OrderState.PAID if paid_in_full else OrderState.PARTIALLY_PAID
+    if order_sync.state == target or not transition_allowed(
+        from_state=order_sync.state, to_state=target
+    ):
+        return
+    try:
+        order_transition(
+            order_sync=order_sync,
+            to_state=target,
+            actor=ACTOR_PAYMENTS,
+            note="invoice paid in full" if paid_in_full else "invoice partially paid",
+        )
+    except InvalidTransition as exc:  # moved by another worker meanwhile
+        logger.info("payment.order_state_skipped", extra={"order": atlas_order_id, "why": str(exc)})
+
+
+# --- invoice reports ------------------------------------------------------------------------------
+
+
+def invoice_report_accept(
+    *,
+    request: InvoiceReportRequest,
+    raw_body: str,
+    api_client: Any = None,
+    enqueue: Callable[[int], None] | None = None,
+) -> tuple[InvoiceReport, bool]:
+    """Store the ERP's report of an invoice it issued for an order, checked against the order
+    and its posted journal, and queue its creation in ATLAS; (report, created)."""
+    from ledger_sync.services.order_states import POSTED_STATES
+
+    fingerprint = request.fingerprint()
+    existing = InvoiceReport.objects.filter(external_id=request.external_id).first()
+    if existing is not None:
+        return _same_or_conflict(existing, fingerprint, "invoice"), False
+    _check_money(request.amount)
+    if request.due_date < request.invoice_date:
+        raise CallbackRejected(
+            f"dueDate {request.due_date} is before invoiceDate {request.invoice_date}.",
+            field="dueDate",
+            code="invalid_date",
+        )
+    order = Order.objects.filter(atlas_id=request.order_atlas_id).first()
+    if order is None:
+        raise CallbackRejected(
+            f"ATLAS order {request.order_atlas_id} is not known to ledger_sync.",
+            field="order",
+            code="unknown_order",
+        )
+    order_sync = OrderSync.objects.filter(order=order).first()
+    posted = (
+        order_sync is not None
+        and order_sync.state in POSTED_STATES
+        and Journal.objects.filter(
+            order_sync=order_sync, kind=Journal.Kind.POSTING, status=Journal.Status.POSTED
+        ).exists()
+    )
+    if not posted:
+        state = order_sync.state if order_sync is not None else "not selected"
+        raise CallbackRejected(
+            f"Order {order.atlas_id} has no posted journal (state: {state}); an invoice is "
+            "reported once its journal is in the AR Ledger.",
+            field="order",
+            code="order_not_posted",
+        )
+    assert order_sync is not None
+    currency = request.currency.upper()
+    if currency != order.currency:
+        raise CallbackRejected(
+            f"currency {currency} differs from order {order.atlas_id}'s {order.currency}.",
+            field="currency",
+            code="currency_mismatch",
+        )
+    expected = abs(order.total_amount)
+    if request.amount != expected:
+        raise CallbackRejected(
+            f"amount {request.amount} {currency} differs from order {order.atlas_id}'s posted "
+            f"total {expected} {order.currency}.",
+            field="amount",
+            code="amount_mismatch",
+        )
+    issued = IssuedInvoice.objects.filter(order_sync=order_sync).first()
+    if issued is not None and (
+        issued.external_id != request.external_id or issued.number != request.invoice_number
+    ):
+        raise CallbackRejected(
+            f"Order {order.atlas_id} already has invoice {issued.number} ({issued.external_id}).",
+            field="order",
+            code="already_invoiced",
+        )
+    clash = IssuedInvoice.objects.exclude(order_sync=order_sync)
+    if clash.filter(number=request.invoice_number).exists():
+        raise CallbackRejected(
+            f"Invoice number {request.invoice_number} is already used by another order.",
+            field="invoiceNumber",
+            code="duplicate_invoice_number",
+        )
+    if clash.filter(external_id=request.external_id).exists():
+        raise CallbackRejected(
+            f"externalId {request.external_id} is already used by another order's invoice.",
+            field="externalId",
+            code="duplicate_external_id",
+        )
+    try:
+        with transaction.atomic():
+            report = InvoiceReport.objects.create(
+                external_id=request.external_id,
+                request_fingerprint=fingerprint,
+                request_json=raw_body,
+                api_client=api_client if getattr(api_client, "pk", None) else None,
+                order_atlas_id=order.atlas_id,
+                invoice_number=request.invoice_number,
+                amount=request.amount,
+                currency=currency,
+                invoice_date=request.invoice_date,
+                due_date=request.due_date,
+                received_at=timezone.now(),
+            )
+            queue = enqueue or _enqueue("ledger_sync.tasks.invoice_report_deliver_task")
+            transaction.on_commit(lambda: queue(report.pk))
+    except IntegrityError:
+        existing = InvoiceReport.objects.filter(external_id=request.external_id).first()
+        if existing is None:
+            raise
+        return _same_or_conflict(existing, fingerprint, "invoice"), False
+    return report, True
+
+
+def invoice_report_deliver(
+    *, report_id: int, client: Any = None, now: datetime | None = None
+) -> InvoiceReport | None:
+    """Hand the ERP's invoice to the order's write-back, which looks it up in ATLAS by
+    externalId and creates it through Invoice/Post when it is not there."""
+    from ledger_sync.services.writeback import issued_invoice_record_from_erp, write_backs_run
+
+    now = now or timezone.now()
+    states = [CallbackState.ACCEPTED, CallbackState.FAILED]
+    if not _claim(InvoiceReport, report_id, states=states, now=now):
+        return InvoiceReport.objects.filter(pk=report_id).first()
+    report = InvoiceReport.objects.get(pk=report_id)
+    order_sync = OrderSync.objects.select_related("order").get(
+        order__atlas_id=report.order_atlas_id
+    )
+    try:
+        with transaction.atomic():
+            IssuedInvoice.objects.get_or_create(
+                order_sync=order_sync,
+                defaults={
+                    "number": report.invoice_number,
+                    "external_id": report.external_id,
+                    "amount": report.amount,
+                    "currency": report.currency,
+                    "invoice_date": report.invoice_date,
+                    "due_date": report.due_date,
+                    "source": IssuedInvoice.Source.ERP_CALLBACK,
+                },
+            )
+    except IntegrityError:
+        pass  # issued meanwhile (by the sequence or a concurrent run): checked below
+    issued_invoice_record_from_erp(
+        order_sync=order_sync, number=report.invoice_number, external_id=report.external_id
+    )
+    written = write_backs_run(client=_client(client), order_sync_ids=[order_sync.pk], now=now)
+    step = WriteBackStep.objects.filter(
+        order_sync=order_sync, kind=WriteBackStep.Kind.INVOICE
+    ).first()
+    issued = IssuedInvoice.objects.filter(order_sync=order_sync).first()
+    if issued is not None and issued.external_id != report.external_id:
+        InvoiceReport.objects.filter(pk=report.pk).update(
+            state=CallbackState.REJECTED,
+            last_error=f"Order already invoiced as {issued.number} ({issued.external_id}).",
+            claimed_until=None,
+        )
+    elif step is not None and step.status == WriteBackStep.Status.DONE:
+        InvoiceReport.objects.filter(pk=report.pk).update(
+            state=CallbackState.WRITTEN_TO_ATLAS,
+            atlas_invoice_id=issued.atlas_invoice_id if issued else None,
+            atlas_request_json=step.request_json,
+            atlas_response_json=step.response_json,
+            last_error="",
+            next_attempt_at=None,
+            claimed_until=None,
+            confirmed_at=timezone.now(),
+        )
+    else:
+        why = (step.last_error if step is not None else "") or (
+            "the order's write-back did not run yet (the ERP code is written first)"
+        )
+        InvoiceReport.objects.filter(pk=report.pk).update(
+            state=CallbackState.FAILED,
+            last_error=why[:4000],
+            next_attempt_at=(step.next_attempt_at if step is not None else None)
+            or now + inbound_backoff(report.attempts),
+            claimed_until=None,
+        )
+    logger.info(
+        "invoice_report.delivered",
+        extra={"report": report.pk, "atlas_calls": written.atlas_calls},
+    )
+    report.refresh_from_db()
+    return report
+
+
+def invoice_report_retry(*, report: InvoiceReport) -> InvoiceReport:
+    InvoiceReport.objects.filter(
+        pk=report.pk, state__in=[CallbackState.FAILED, CallbackState.REJECTED]
+    ).update(state=CallbackState.FAILED, next_attempt_at=None, claimed_until=None)
+    transaction.on_commit(
+        lambda: _enqueue("ledger_sync.tasks.invoice_report_deliver_task")(report.pk)
+    )
+    report.refresh_from_db()
+    return report
+
+
+def invoice_reports_due(*, now: datetime, limit: int) -> list[int]:
+    return list(
+        InvoiceReport.objects.filter(
+            Q(state=CallbackState.ACCEPTED, received_at__lt=now - ACCEPTED_GRACE)
+            | Q(state=CallbackState.FAILED)
+            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        )
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .filter(attempts__lt=settings.INBOUND_MAX_ATTEMPTS)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
