@@ -55,6 +55,7 @@ class ErpParty(models.Model):
     class Meta:
         ordering = ["code"]
         verbose_name = "ERP party"
+        verbose_name_plural = "ERP parties"
 
     def __str__(self) -> str:
         return f"{self.code} {self.legal_name}"

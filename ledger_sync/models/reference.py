@@ -129,6 +129,7 @@ class GLAccount(MirroredRecord):
     ACTIVE_STATUS = "ACTIVE"
 
     class Meta:
+        verbose_name = "GL account"
         ordering = ["number"]
         constraints = [
             # A number names one live account. An account deleted in Gotransverse stays here as

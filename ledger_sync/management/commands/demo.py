@@ -18,8 +18,6 @@ from typing import Any
 from django.conf import settings
 from django.core.management import BaseCommand, CommandError, call_command
 
-from ledger_sync.services.matching import counterparty_propose_matches
-
 SAMPLE_ERP_PARTIES = settings.BASE_DIR / "integration" / "sandbox" / "data" / "erp_parties.csv"
 DEMO_USERS = (
     # username, password, group (None: superuser)
@@ -77,13 +75,11 @@ class Command(BaseCommand):
             self._step("Mirroring the Gotransverse reference data")
             _call_reporting_failure(self, "sync_gotransverse")
 
-            self._step("Importing the sample ERP party register and proposing matches")
+            self._step("Importing the sample ERP party register")
             call_command("import_erp_parties", str(SAMPLE_ERP_PARTIES))
-            proposals = counterparty_propose_matches()
-            self.stdout.write(
-                f"{proposals.mapped_from_external_id} counterparties mapped from their externalId, "
-                f"{proposals.proposals_created} match proposals waiting for a finance lead."
-            )
+
+            self._step("Running one journal cycle (matching, journals, posting, write-back)")
+            _call_reporting_failure(self, "run_cycle")
 
             self._step("Creating roles, schedules and demo logins")
             _ensure_setup()
@@ -147,7 +143,7 @@ def _wait_for_port(host: str, port: int, child: subprocess.Popen[bytes]) -> None
 
 
 def _call_reporting_failure(command: BaseCommand, name: str) -> None:
-    """A failed or partial sync is shown, not fatal: the demo is about looking at it."""
+    """Blocked or failed records are shown, not fatal: the demo is about looking at them."""
     try:
         call_command(name)
     except CommandError as problem:
