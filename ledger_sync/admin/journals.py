@@ -26,9 +26,11 @@ from integration import wire
 from ledger_sync.models import (
     Journal,
     JournalLine,
+    OrderItem,
     OrderState,
     OrderSync,
     OrderTransition,
+    SyncState,
     WriteBackStep,
 )
 from ledger_sync.services.posting import APPROVE_PERMISSION
@@ -300,6 +302,14 @@ def journal_detail_context(journal: Journal) -> dict[str, Any]:
     order_sync = journal.order_sync
     order = order_sync.order
     items = list(order.items.order_by("atlas_id"))
+    # Gross computed here, in Decimal: the template's `add` filter goes through int() first
+    # and would show 71848.74 + 13651.26 as 85499.
+    item_rows = [(item, item.net_amount + item.vat_amount) for item in items]
+    booked = [
+        gross
+        for item, gross in item_rows
+        if item.status == OrderItem.Status.IN_ORDER and item.sync_state != SyncState.MISSING
+    ]
     return {
         "journal": journal,
         "lines": lines,
@@ -309,7 +319,9 @@ def journal_detail_context(journal: Journal) -> dict[str, Any]:
         "order_sync": order_sync,
         "atlas_order": order,
         "atlas_items": items,
-        "items_gross": sum((i.net_amount + i.vat_amount for i in items), Decimal(0)),
+        "atlas_item_rows": item_rows,
+        # What validation compares with the order's totalAmount: the booked items only.
+        "items_gross": sum(booked, Decimal("0.00")),
         "request_pretty": _pretty_json(journal.request_json),
         "response_pretty": _pretty_json(journal.response_json),
         "transitions": list(

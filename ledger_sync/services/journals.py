@@ -1045,6 +1045,35 @@ def _apply_plan(
     if order_sync.state not in BUILDABLE_STATES:
         writes.outcomes[pk] = (Outcome.SKIPPED, None)
         return
+    if plan.waiting_on or plan.problem is not None:
+        current = _current_posting_journal(order_sync, _posting_journals(order_sync))
+        if current is not None and current.status in (Journal.Status.DRAFT, Journal.Status.POSTED):
+            # In the ledger: waiting or blocking it would hide it from the poster and the
+            # reviewer; only a rejection (draft) or a reversal (posted) may follow.
+            writes.outcomes[pk] = (Outcome.ALREADY_SENT, current)
+            return
+        if (
+            current is not None
+            and current.status == Journal.Status.BUILT
+            and current.request_json
+            and pk not in ctx.confirmed_not_in_ledger
+            and journal_may_have_been_sent(current)
+        ):
+            # An interrupted send: the ledger may hold it. Parked as WAITING or BLOCKED,
+            # nobody would look it up; the poster does that first (JOURNAL_BUILT).
+            _arrive_built(
+                writes,
+                order_sync,
+                actor=actor,
+                user=user,
+                note=(
+                    f"{'items back under review' if plan.waiting_on else plan.problem.message}"
+                    f" — but {current.source_transaction_reference} may already be in the AR "
+                    "Ledger; kept for the poster to look it up"
+                )[:2000],
+            )
+            writes.outcomes[pk] = (Outcome.KEPT_POSSIBLY_SENT, current)
+            return
     if plan.waiting_on:
         _move(
             writes,
@@ -1326,10 +1355,14 @@ def _build_one(
     outcome, journal = outcomes.get(order_sync.pk, (Outcome.SKIPPED, None))
     if outcome == Outcome.ALREADY_SENT:
         assert journal is not None
+        way_out = (
+            "reject the draft (which deletes it in the ledger), then rebuild"
+            if journal.status == Journal.Status.DRAFT
+            else "correct it with a reversal, not a rebuild"
+        )
         raise ApplicationError(
             f"Order {order_sync.order_id}: journal {journal.source_transaction_reference} is "
-            f"already {journal.status} in the AR Ledger; correct it with a reversal, not a "
-            "rebuild.",
+            f"already {journal.status} in the AR Ledger; {way_out}.",
             details={"order_sync": order_sync.pk, "journal": journal.pk},
         )
     if outcome in (Outcome.BUILT, Outcome.REBUILT, Outcome.UNCHANGED, Outcome.KEPT_POSSIBLY_SENT):
@@ -1565,6 +1598,13 @@ def _select_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) ->
                     result.waiting += 1
                 else:
                     result.unchanged += 1
+            elif sync.state in (S.READY, S.JOURNAL_BUILT, S.BLOCKED) and (
+                _current_journal_may_have_been_sent(sync)
+            ):
+                # Its journal may already be in the AR Ledger (an interrupted send, a draft):
+                # parked as WAITING, nobody would look it up or record it. The poster resolves
+                # it first; what ATLAS changed meanwhile is a reversal's business.
+                result.unchanged += 1
             elif sync.state in (S.MIRRORED, S.READY, S.JOURNAL_BUILT, S.BLOCKED):
                 transitions.append(
                     order_transition_apply(
@@ -1607,6 +1647,17 @@ def _select_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) ->
             for sync, note in zip(new_syncs, new_notes, strict=True)
         )
     order_transitions_record(transitions)
+
+
+def _current_journal_may_have_been_sent(sync: OrderSync) -> bool:
+    """Whether the posting journal of the order's current revision may be in the AR Ledger."""
+    journal = (
+        sync.journals.filter(kind=Journal.Kind.POSTING, revision=sync.revision)
+        .exclude(status__in=[Journal.Status.REJECTED, Journal.Status.SUPERSEDED])
+        .order_by("-id")
+        .first()
+    )
+    return journal is not None and journal_may_have_been_sent(journal)
 
 
 @transaction.atomic

@@ -214,6 +214,9 @@ class _Item:
     user: Any = None
     outcome: str = ""  # posted | drafted | blocked | failed | skipped
     payload: TransactionInput | None = None
+    # Set when both lookups succeeded and found neither a posting nor the draft: the approved
+    # draft was deleted in the ledger, so the journal is closed and a rebuild gets a new revision.
+    draft_gone: bool = False
 
 
 def journals_post(
@@ -321,7 +324,11 @@ def journal_reject(
     ledger_id: int | None = None,
 ) -> Journal:
     """An accountant rejects a draft: it is deleted in the ledger and the order is blocked with
-    the reason, until someone fixes the cause and rebuilds it (as a new revision)."""
+    the reason, until someone fixes the cause and rebuilds it (as a new revision).
+
+    The order is awaiting review, or blocked because the ledger refused to post the approved
+    draft (REMOTE_REJECTION): the draft is still there, and rejecting it is the way out.
+    """
     _require_approver(user)
     reason = (reason or "").strip()
     if not reason:
@@ -330,7 +337,7 @@ def journal_reject(
     ledger_id = _ledger_id(ledger_id)
     worker_id = worker_id_new()
     claimed = orders_claim(
-        states=(OrderState.AWAITING_REVIEW,),
+        states=(OrderState.AWAITING_REVIEW, OrderState.BLOCKED),
         limit=1,
         worker_id=worker_id,
         ids=[journal.order_sync_id],
@@ -342,10 +349,10 @@ def journal_reject(
         )
     try:
         journal.refresh_from_db()
-        if journal.status != Journal.Status.DRAFT:
+        if journal.status != Journal.Status.DRAFT or journal.revision != claimed[0].revision:
             raise PostingError(
                 f"Journal {journal.source_transaction_reference} is {journal.status}, "
-                "not a draft: only drafts can be rejected."
+                "not the order's current draft: only drafts can be rejected."
             )
         reference = journal.source_transaction_reference
         try:
@@ -358,6 +365,14 @@ def journal_reject(
                 raise PostingError(
                     f"The ledger did not delete draft {reference}: {error}. Try again later."
                 ) from error
+        else:
+            # A delete answered 2xx is not proof: a draft left behind could still be posted
+            # in the ledger later, beside the new revision a rebuild makes.
+            if client.find_drafts_by_reference(ledger_id, reference):
+                raise PostingError(
+                    f"The ledger answered the deletion of draft {reference} but still holds "
+                    "it. Try again later."
+                )
         if client.find_transactions_by_reference(ledger_id, reference):
             raise PostingError(
                 f"Draft {reference} was posted in the ledger meanwhile; reverse it instead."
@@ -486,7 +501,11 @@ def _items_for_posting(claimed: list[OrderSync], *, actor: str) -> list[_Item]:
                 order_sync=order_sync,
                 journal=journal,
                 action=action,
-                needs_lookup=order_sync.state in MAYBE_SENT_STATES or order_sync.attempts > 0,
+                # A stored request means a send may have begun (it is committed with POSTING,
+                # before the call): look before sending, whatever path led back here.
+                needs_lookup=order_sync.state in MAYBE_SENT_STATES
+                or order_sync.attempts > 0
+                or bool(journal.request_json),
                 actor=actor,
             )
         )
@@ -611,8 +630,13 @@ def _resume_from_ledger(
     item: _Item, *, client: GotransverseClient, ledger_id: int
 ) -> BulkTransactionResult | None:
     """Look the journal's reference up in the ledger. Returns a result to record when the
-    ledger already holds what we were about to send; None when it must be sent."""
+    ledger already holds what we were about to send; None when it must be sent.
+
+    Drafts are asked first, postings second: a draft posted in the ledger between the two
+    questions is then seen as one or the other, never as neither (which would send it again).
+    """
     reference = item.journal.source_transaction_reference
+    drafts = client.find_drafts_by_reference(ledger_id, reference)
     posted = client.find_transactions_by_reference(ledger_id, reference)
     if posted:
         if len(posted) > 1:
@@ -620,8 +644,12 @@ def _resume_from_ledger(
                 "posting.duplicate_in_ledger",
                 extra={"reference": reference, "transaction_ids": [t.id for t in posted]},
             )
+        if item.action == ACTION_CREATE_DRAFT:
+            # The ledger holds it POSTED (its draft was posted there, or an earlier attempt
+            # under the auto workflow posted it): record what is true, a posted journal — not
+            # a draft awaiting a review that could never delete it.
+            item.action = ACTION_POST_DRAFT
         return _found_result(posted[0])
-    drafts = client.find_drafts_by_reference(ledger_id, reference)
     if drafts:
         if item.action == ACTION_CREATE_DRAFT:
             return _found_result(drafts[0])
@@ -630,6 +658,7 @@ def _resume_from_ledger(
         return None
     if item.action == ACTION_POST_DRAFT:
         # An approved draft is neither posted nor a draft any more: deleted in the ledger.
+        item.draft_gone = True
         raise_result = BulkTransactionResult(
             index=0,
             requested=reference,
@@ -678,9 +707,16 @@ def _send(
             _send(items[middle:], client=client, ledger_id=ledger_id, report=report)
             return
         if refused:
-            _journals_record_results(
-                [(items[0], _error_result(items[0], error))], report=report, found=False
-            )
+            result = _error_result(items[0], error)
+            if action == ACTION_POST_DRAFT:
+                # Refusing to post a draft may mean "already posted" (a lost answer): the
+                # ledger is asked before the order is blocked as rejected.
+                checked = _posted_meanwhile(items[0], result, client=client, ledger_id=ledger_id)
+                if checked is None:
+                    _record_failure(items, error=error, report=report)
+                    return
+                result = checked
+            _journals_record_results([(items[0], result)], report=report, found=False)
             return
         # Anything else (503 or timeout after the client's retries, an unreadable answer, a
         # key or ledger misconfigured) is not this journal's fault: FAILED with backoff, and
@@ -690,16 +726,35 @@ def _send(
     report.sent += len(items)
     pairs = []
     unanswered = []
+    unknown = []
     for item, result in zip(items, outcome.results, strict=False):
-        if result.answered:
+        if result.answered and _ambiguous(result):
+            # Neither an id nor an error: not a refusal anyone can read. Blocking it as
+            # rejected would let a changed order supersede a journal the ledger may hold.
+            unanswered.append(item)
+        elif result.answered:
             if action == ACTION_POST_DRAFT and result.failed:
                 # "Already posted" after a lost answer is a success to record, not a rejection.
-                result = _posted_meanwhile(item, result, client=client, ledger_id=ledger_id)
+                checked = _posted_meanwhile(item, result, client=client, ledger_id=ledger_id)
+                if checked is None:
+                    unknown.append(item)
+                    continue
+                result = checked
             pairs.append((item, result))
         else:
             unanswered.append(item)
     unanswered.extend(items[len(outcome.results) :])
     _journals_record_results(pairs, report=report, found=False)
+    if unknown:
+        _record_failure(
+            unknown,
+            error=GotransverseError(
+                "the ledger refused to post the draft and could not be asked whether it is "
+                "posted already; it is looked up again before anything is sent",
+                outcome_unknown=True,
+            ),
+            report=report,
+        )
     if unanswered:
         _record_failure(
             unanswered,
@@ -712,15 +767,27 @@ def _send(
         )
 
 
+def _ambiguous(result: BulkTransactionResult) -> bool:
+    """An answer that neither booked (no id) nor refused (no error code, no message)."""
+    return (
+        result.id is None
+        and not result.error_message
+        and (result.code is None or result.code < 400)
+    )
+
+
 def _posted_meanwhile(
     item: _Item, result: BulkTransactionResult, *, client: GotransverseClient, ledger_id: int
-) -> BulkTransactionResult:
+) -> BulkTransactionResult | None:
+    """After the ledger refused to post a draft: the posting when the ledger holds it (a lost
+    answer of an earlier approval), the refusal when it surely does not, None when the lookup
+    itself failed — then nobody knows, and the order must not be blocked as rejected."""
     try:
         posted = client.find_transactions_by_reference(
             ledger_id, item.journal.source_transaction_reference
         )
     except GotransverseError:
-        return result
+        return None
     return _found_result(posted[0]) if posted else result
 
 
@@ -743,6 +810,11 @@ def _journals_record_results(
                 f"The AR Ledger rejected {journal.source_transaction_reference}: "
                 f"{_result_message(result)}"
             )
+            if item.draft_gone:
+                # Nothing of this journal is in the ledger any more: close it, so that the
+                # rebuild the message asks for makes a new revision with its own reference.
+                journal.status = Journal.Status.REJECTED
+                journal.rejected_reason = message
             rejected.append((item, message))
             continue
         journal.ledger_transaction_id = str(result.id)
@@ -760,7 +832,14 @@ def _journals_record_results(
         rows_update(
             Journal,
             [item.journal for item, _ in pairs],
-            ["response_json", "ledger_transaction_id", "landed_period", "status", "posted_at"],
+            [
+                "response_json",
+                "ledger_transaction_id",
+                "landed_period",
+                "status",
+                "posted_at",
+                "rejected_reason",
+            ],
         )
         transitions.add_many(
             drafted,
@@ -776,6 +855,7 @@ def _journals_record_results(
         )
         _write_back_steps_open([item.order_sync for item in posted])
         for item, message in rejected:
+            extra = {"revision": item.order_sync.revision + 1} if item.draft_gone else {}
             transitions.add(
                 item.order_sync,
                 OrderState.BLOCKED,
@@ -784,8 +864,9 @@ def _journals_record_results(
                 note=message,
                 blocked_reason=BlockedReason.REMOTE_REJECTION,
                 blocked_message=message,
-                blocked_fix_url="",
+                blocked_fix_url=_journal_admin_url(item.journal),
                 last_error=message,
+                **extra,
             )
         transitions.save()
     for item in drafted:
@@ -848,9 +929,17 @@ def _record_rejection(order_sync: OrderSync, journal: Journal, *, user: Any, rea
             note=message,
             blocked_reason=_rejected_reason_code(),
             blocked_message=message,
-            blocked_fix_url="",
+            blocked_fix_url=_journal_admin_url(journal),
             revision=order_sync.revision + 1,
         )
+
+
+def _journal_admin_url(journal: Journal) -> str:
+    """The journal's review page: its lines, the request sent, the ledger's answer and the
+    actions (reject the draft, rebuild) that clear a block the ledger caused."""
+    from ledger_sync.services.journals import _admin_url
+
+    return _admin_url("journal", pk=journal.pk)
 
 
 def _rejected_reason_code() -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -28,6 +28,7 @@ from django.utils import timezone
 from integration import wire
 from integration.atlas.client import AtlasClient
 from integration.atlas.errors import AtlasError
+from integration.atlas.records import ReadResult, RecordError
 from ledger_sync.models import (
     Invoice,
     InvoiceNumberSequence,
@@ -35,6 +36,7 @@ from ledger_sync.models import (
     Journal,
     OrderState,
     OrderSync,
+    SyncState,
     WriteBackStep,
 )
 from ledger_sync.services.posting import OrderProblem, _Transitions, backoff_delay, rows_update
@@ -468,9 +470,12 @@ def _invoices_write(steps: list[WriteBackStep], *, client: AtlasClient, report: 
     # By order, first: an invoice ATLAS already holds for the order (created by hand or by an
     # earlier run, as mirrored) is recorded, never duplicated.
     mirrored = defaultdict(list)
-    for invoice in Invoice.objects.filter(
-        order_atlas_id__in=[o.order.atlas_id for o in order_syncs]
-    ).order_by("atlas_id"):
+    # An invoice the mirror saw disappear from ATLAS (MISSING) is not one ATLAS holds.
+    for invoice in (
+        Invoice.objects.filter(order_atlas_id__in=[o.order.atlas_id for o in order_syncs])
+        .exclude(sync_state=SyncState.MISSING)
+        .order_by("atlas_id")
+    ):
         mirrored[invoice.order_atlas_id].append(invoice)
     done: list[tuple[WriteBackStep, Any, str]] = []  # (step, ATLAS invoice or raw, note)
     remaining = []
@@ -483,32 +488,40 @@ def _invoices_write(steps: list[WriteBackStep], *, client: AtlasClient, report: 
     if not remaining:
         _invoices_record(done, client_records={}, report=report)
         return
+    unreadable: list[tuple[WriteBackStep, str]] = []
     try:
         issued = issued_invoices_ensure([s.order_sync for s in remaining])
-        by_external = {
-            inv.external_id: inv
-            for inv in client.get_invoices_by_external_ids(
-                [issued[s.order_sync_id].external_id for s in remaining]
-            ).records
-        }
+        lookup = client.get_invoices_by_external_ids(
+            [issued[s.order_sync_id].external_id for s in remaining]
+        )
+        by_external = {inv.external_id: inv for inv in lookup.records}
         to_create = []
         for step in remaining:
             invoice = issued[step.order_sync_id]
             atlas_invoice = by_external.get(invoice.external_id)
-            if atlas_invoice is None and step.attempts > 0:
+            unread = None if atlas_invoice else _unreadable_invoice(lookup, invoice.external_id)
+            if atlas_invoice is None and unread is None and step.attempts > 0:
                 # A retry: a create whose answer was lost may have landed under the order.
+                by_order = client.get_invoices_by_order_id(step.order_sync.order.atlas_id)
                 atlas_invoice = next(
-                    (
-                        i
-                        for i in client.get_invoices_by_order_id(
-                            step.order_sync.order.atlas_id
-                        ).records
-                        if i.external_id == invoice.external_id
-                    ),
-                    None,
+                    (i for i in by_order.records if i.external_id == invoice.external_id), None
                 )
+                if atlas_invoice is None:
+                    unread = _unreadable_invoice(by_order, invoice.external_id)
             if atlas_invoice is not None:
                 done.append((step, atlas_invoice.raw, f"found in ATLAS as {atlas_invoice.id}"))
+            elif unread is not None:
+                # "Not found" is only an answer when every record ATLAS returned was read: an
+                # unreadable one may be this very invoice, and creating it again would
+                # duplicate it. A person fixes the record in ATLAS; the step is retried.
+                unreadable.append(
+                    (
+                        step,
+                        f"ATLAS returned an invoice record it could not read ({unread}); it may "
+                        f"be invoice {invoice.external_id}, so none is created until the record "
+                        "is corrected in ATLAS",
+                    )
+                )
             else:
                 to_create.append(step)
         records = [
@@ -523,6 +536,9 @@ def _invoices_write(steps: list[WriteBackStep], *, client: AtlasClient, report: 
         # by externalId first, so a create that landed before the error is not repeated).
         _invoices_record(done, client_records={}, report=report)
         recorded = {id(step) for step, _, _ in done}
+        for step, message in unreadable:
+            _steps_failed([step], error=message, records=[], report=report)
+            recorded.add(id(step))
         _steps_failed(
             [s for s in remaining if id(s) not in recorded],
             error=str(error),
@@ -530,6 +546,8 @@ def _invoices_write(steps: list[WriteBackStep], *, client: AtlasClient, report: 
             report=report,
         )
         return
+    for step, message in unreadable:
+        _steps_failed([step], error=message, records=[], report=report)
     unconfirmed = []
     for step, record in zip(to_create, records, strict=True):
         raw = created.get(record["externalId"])
@@ -548,6 +566,17 @@ def _invoices_write(steps: list[WriteBackStep], *, client: AtlasClient, report: 
             records=[r for _, r in unconfirmed],
             report=report,
         )
+
+
+def _unreadable_invoice(result: ReadResult[Any], external_id: str) -> RecordError | None:
+    """A record of `result` that could not be parsed and may be the invoice `external_id`
+    (its raw externalId is that one, or cannot be told)."""
+    for error in result.errors:
+        raw = error.raw if isinstance(error.raw, Mapping) else {}
+        found = raw.get("externalId")
+        if found is None or str(found) == external_id:
+            return error
+    return None
 
 
 def _invoices_record(done, *, client_records, report: WriteBackReport) -> None:

@@ -155,20 +155,85 @@ def test_reject_action_asks_for_a_reason_then_enqueues(
     ]
 
 
-def test_actions_need_the_approve_permission(client, django_user_model, queued):
+@pytest.mark.parametrize(
+    ("changelist", "action"),
+    [
+        (CHANGELIST, "approve_selected"),
+        (CHANGELIST, "reject_selected"),
+        (CHANGELIST, "reverse_selected"),
+        (CHANGELIST, "retry_selected"),
+        (CHANGELIST, "rebuild_selected"),
+        ("admin:ledger_sync_ordersync_changelist", "retry_selected"),
+        ("admin:ledger_sync_ordersync_changelist", "rebuild_selected"),
+        ("admin:ledger_sync_writebackstep_changelist", "retry_selected"),
+    ],
+)
+def test_actions_need_the_approve_permission(
+    client, django_user_model, queued, django_capture_on_commit_callbacks, changelist, action
+):
     from django.contrib.auth.models import Permission
 
     clerk = django_user_model.objects.create_user(username="clerk", is_staff=True)
-    clerk.user_permissions.add(Permission.objects.get(codename="view_journal"))
+    clerk.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["view_journal", "view_ordersync", "view_writebackstep"]
+        )
+    )
     client.force_login(clerk)
     journal = _draft()
+    OrderSync.objects.filter(pk=journal.order_sync_id).update(state=OrderState.FAILED)
+    write_back_steps_open(order_sync=journal.order_sync)
+    WriteBackStep.objects.update(status=WriteBackStep.Status.FAILED, next_attempt_at=None)
+    selected = {
+        CHANGELIST: journal.pk,
+        "admin:ledger_sync_ordersync_changelist": journal.order_sync_id,
+        "admin:ledger_sync_writebackstep_changelist": WriteBackStep.objects.first().pk,
+    }[changelist]
 
-    response = client.post(
-        reverse(CHANGELIST), {"action": "approve_selected", "_selected_action": [journal.pk]}
-    )
+    listing = client.get(reverse(changelist))
+    assert listing.status_code == 200
+    assert f'value="{action}"' not in listing.content.decode()  # not even offered
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client.post(
+            reverse(changelist),
+            {"action": action, "_selected_action": [selected], "apply": "1", "reason": "x"},
+        )
 
-    assert queued == []
     assert response.status_code in (200, 302)
+    assert callbacks == [] and queued == []
+
+
+@pytest.mark.parametrize(
+    "changelist",
+    [
+        CHANGELIST,
+        "admin:ledger_sync_ordersync_changelist",
+        "admin:ledger_sync_writebackstep_changelist",
+    ],
+)
+def test_list_pages_queries_stay_the_same_from_1_to_50_rows(client, reviewer, changelist):
+    def rows(count):
+        for _ in range(count):
+            journal = _draft()
+            write_back_steps_open(order_sync=journal.order_sync)
+            OrderSync.objects.filter(pk=journal.order_sync_id).update(
+                state=OrderState.BLOCKED,
+                blocked_reason="remote_rejection",
+                blocked_message="refused",
+                blocked_fix_url=f"/admin/ledger_sync/journal/{journal.pk}/change/",
+            )
+
+    def queries():
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(reverse(changelist))
+        assert response.status_code == 200
+        return len(captured)
+
+    rows(1)
+    one = queries()
+    rows(49)
+
+    assert queries() == one
 
 
 def test_order_list_shows_blocked_reason_and_fix_link(client, reviewer):
@@ -190,13 +255,27 @@ def test_order_list_shows_blocked_reason_and_fix_link(client, reviewer):
 def test_order_detail_shows_journals_write_backs_and_history(client, reviewer):
     journal = built_journal()
     write_back_steps_open(order_sync=journal.order_sync)
+    WriteBackStep.objects.filter(kind=WriteBackStep.Kind.INVOICE).update(
+        status=WriteBackStep.Status.FAILED, last_error="ATLAS refused the invoice"
+    )
+    OrderTransition.objects.create(
+        order_sync=journal.order_sync,
+        from_state=OrderState.POSTING,
+        to_state=OrderState.POSTED,
+        actor="system:test",
+        note="posted as ledger transaction 4242",
+        at=journal.created_at,
+    )
 
     response = client.get(
         reverse("admin:ledger_sync_ordersync_change", args=[journal.order_sync_id])
     )
 
+    page = response.content.decode()
     assert response.status_code == 200
-    assert journal.source_transaction_reference in response.content.decode()
+    assert journal.source_transaction_reference in page
+    assert "ATLAS refused the invoice" in page  # the failed write-back and why
+    assert "posted as ledger transaction 4242" in page and "system:test" in page  # history
 
 
 def test_write_back_retry_action_enqueues(
@@ -257,3 +336,35 @@ def test_retry_task_posts_a_failed_order_at_once(ledger):
 
     assert retry_order_task(journal.order_sync_id) == 1
     assert len(ledger.app.transactions_with_reference(journal.source_transaction_reference)) == 1
+
+
+def test_detail_page_shows_each_items_gross_to_the_cent(client, reviewer):
+    from decimal import Decimal
+
+    journal = _draft()
+    order = journal.order_sync.order
+    OrderItemFactory(
+        order=order,
+        atlas_id=9001,
+        net_amount=Decimal("71848.74"),
+        vat_amount=Decimal("13651.26"),
+        status=2,
+    )
+    OrderItemFactory(  # still under review in ATLAS: shown, not in the booked sum
+        order=order,
+        atlas_id=9002,
+        net_amount=Decimal("10.50"),
+        vat_amount=Decimal("2.00"),
+        status=0,
+    )
+
+    response = client.get(reverse("admin:ledger_sync_journal_change", args=[journal.pk]))
+
+    page = response.content.decode()
+    assert response.context["items_gross"] == Decimal("85500.00")
+    assert [gross for _item, gross in response.context["atlas_item_rows"]] == [
+        Decimal("85500.00"),
+        Decimal("12.50"),
+    ]
+    assert '<td class="num">85500.00</td>' in page and '<td class="num">12.50</td>' in page
+    assert "85499" not in page  # the template's `add` filter truncated to int

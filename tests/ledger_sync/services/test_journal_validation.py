@@ -215,7 +215,8 @@ def test_a_draft_journal_is_never_rebuilt(world):
     Journal.objects.filter(pk=journal.pk).update(status=Journal.Status.DRAFT)
     order_transition(order_sync=order_sync, to_state=S.READY, actor=ACTOR)
 
-    with pytest.raises(ApplicationError, match="reversal"):
+    # A draft cannot be reversed: the way out named is rejecting it (deleting it), then rebuild.
+    with pytest.raises(ApplicationError, match="reject the draft"):
         build(order_sync)
 
     assert Journal.objects.count() == 1

@@ -465,3 +465,344 @@ def test_a_journal_superseded_after_the_claim_is_never_sent(ledger, monkeypatch)
         fresh.source_transaction_reference
     ]
     assert refreshed(stale).order_sync.state == OrderState.JOURNAL_BUILT
+
+
+# --- review findings (issue 5 review): draft refusals, lookups that fail, drafts gone ---------
+
+
+def _drafted(ledger) -> Journal:
+    journal = built_journal(workflow=Journal.Workflow.REVIEW)
+    journals_post(client=ledger.client())
+    return refreshed(journal)
+
+
+def test_a_draft_post_refused_as_a_whole_after_a_lost_answer_is_recorded_as_posted(ledger):
+    from integration.gotransverse.errors import ConflictError
+
+    journal = _drafted(ledger)
+    client = ledger.client()
+    # An earlier approval posted the draft; its answer was lost.
+    client.post_drafts_bulk(
+        1, [journal.source_transaction_reference], id_type="SOURCE_TRANSACTION_REFERENCE"
+    )
+
+    def refuse_whole_request(ledger_id, ids, *, id_type):
+        raise ConflictError("transaction is already posted", status=409, code="CONFLICT")
+
+    client.post_drafts_bulk = refuse_whole_request
+
+    report = journal_approve(journals=[journal], user=accountant(), client=client)
+
+    assert report.blocked == [] and report.posted == 1
+    journal = refreshed(journal)
+    assert journal.status == Journal.Status.POSTED
+    assert journal.order_sync.state == OrderState.POSTED
+    assert len(ledger.app.transactions_with_reference(journal.source_transaction_reference)) == 1
+
+
+def test_a_refused_draft_post_whose_lookup_fails_is_failed_not_blocked(ledger):
+    from integration.gotransverse.errors import ServiceUnavailableError
+
+    journal = _drafted(ledger)
+    client = ledger.client()
+    client.post_drafts_bulk(
+        1, [journal.source_transaction_reference], id_type="SOURCE_TRANSACTION_REFERENCE"
+    )  # posted; the answer was lost
+
+    def ledger_down(ledger_id, reference):
+        raise ServiceUnavailableError("down", status=503, code="UNAVAILABLE")
+
+    client.find_transactions_by_reference = ledger_down
+
+    report = journal_approve(journals=[journal], user=accountant(), client=client)
+
+    # "Already posted" could not be checked: nobody knows, so the order is retried (with a
+    # lookup first), never blocked as rejected while the ledger holds the posting.
+    assert report.blocked == [] and len(report.failed) == 1
+    order_sync = refreshed(journal).order_sync
+    assert order_sync.state == OrderState.FAILED
+    order_retry_now = posting.order_retry(order_sync=order_sync)
+    report = journals_post(client=ledger.client(), order_sync_ids=[order_retry_now.pk])
+    assert report.found_in_ledger == 1
+    journal = refreshed(journal)
+    assert journal.status == Journal.Status.POSTED
+    assert journal.order_sync.state == OrderState.POSTED
+
+
+def test_an_approved_draft_deleted_in_the_ledger_can_be_rebuilt_as_a_new_revision(ledger):
+    from ledger_sync.services.journals import order_build_journal, order_rebuild
+    from tests.factories.journals import journal_world, order_with_items
+
+    journal_world(journal_workflow="review")
+    order_sync = OrderSync.objects.create(order=order_with_items(), state=OrderState.READY)
+    journal = order_build_journal(order_sync=order_sync, actor="system:test")
+    journals_post(client=ledger.client())
+    journal = refreshed(journal)
+    assert journal.status == Journal.Status.DRAFT
+    reference = journal.source_transaction_reference
+    client = ledger.client()
+    # Approved (POSTING), the worker died; meanwhile someone deleted the draft in the ledger.
+    OrderSync.objects.filter(pk=journal.order_sync_id).update(
+        state=OrderState.POSTING, claimed_by="", claimed_at=None
+    )
+    client.delete_drafts_bulk(1, [reference], id_type="SOURCE_TRANSACTION_REFERENCE")
+
+    report = journals_post(client=client)
+
+    assert [p.order_sync_id for p in report.blocked] == [journal.order_sync_id]
+    journal = refreshed(journal)
+    assert journal.status == Journal.Status.REJECTED  # nothing of it is in the ledger
+    order_sync = journal.order_sync
+    assert order_sync.state == OrderState.BLOCKED
+    assert order_sync.revision == 2
+    assert order_sync.blocked_fix_url.endswith(f"/journal/{journal.pk}/change/")
+
+    # The block says "rebuild": the rebuild must not refuse with "already in the ledger".
+    rebuilt = order_rebuild(order_sync=order_sync, actor="accountant")
+
+    order_sync.refresh_from_db()
+    assert order_sync.state == OrderState.JOURNAL_BUILT
+    assert rebuilt.revision == 2 and rebuilt.status == Journal.Status.BUILT
+    assert rebuilt.source_transaction_reference != reference
+    ledger.app.reset_calls()
+    assert journals_post(client=ledger.client()).drafted == 1
+    assert len(ledger.app.transactions_with_reference(rebuilt.source_transaction_reference)) == 1
+
+
+def test_a_draft_the_ledger_refused_to_post_can_be_rejected_from_blocked(ledger):
+    journal = _drafted(ledger)
+    reference = journal.source_transaction_reference
+    client = ledger.client()
+
+    def refuse_per_transaction(ledger_id, ids, *, id_type):
+        # The ledger answers the bulk post with a per-transaction refusal; nothing is booked.
+        from integration.gotransverse.records import BulkOutcome, BulkTransactionResult
+
+        return BulkOutcome(
+            results=(
+                BulkTransactionResult(
+                    index=0,
+                    requested=reference,
+                    answered=True,
+                    id=None,
+                    source_transaction_reference=reference,
+                    source_batch_reference=None,
+                    target_batch_key=None,
+                    code=400,
+                    error_message="GL account 4001 is inactive",
+                    entries=(),
+                ),
+            )
+        )
+
+    client.post_drafts_bulk = refuse_per_transaction
+    user = accountant()
+    journal_approve(journals=[journal], user=user, client=client)
+    order_sync = refreshed(journal).order_sync
+    assert order_sync.state == OrderState.BLOCKED
+    assert order_sync.blocked_reason == BlockedReason.REMOTE_REJECTION
+    assert refreshed(journal).status == Journal.Status.DRAFT  # still a draft in the ledger
+
+    rejected = journal_reject(
+        journal=refreshed(journal),
+        user=user,
+        reason="account closed",
+        client=ledger.client(),
+    )
+
+    assert rejected.status == Journal.Status.REJECTED
+    assert ledger.app.transactions_with_reference(reference) == []
+    order_sync.refresh_from_db()
+    assert order_sync.state == OrderState.BLOCKED
+    assert order_sync.blocked_reason == BlockedReason.REJECTED_IN_REVIEW
+    assert order_sync.revision == 2
+
+
+def test_rejecting_checks_the_draft_is_really_gone_after_the_delete(ledger):
+    journal = _drafted(ledger)
+    client = ledger.client()
+    client.delete_drafts_bulk = lambda ledger_id, ids, *, id_type: None  # 2xx, deleted nothing
+
+    with pytest.raises(PostingError, match="still holds"):
+        journal_reject(journal=journal, user=accountant(), reason="wrong", client=client)
+
+    journal = refreshed(journal)
+    assert journal.status == Journal.Status.DRAFT
+    assert journal.order_sync.state == OrderState.AWAITING_REVIEW
+    assert journal.order_sync.revision == 1
+
+
+def test_a_review_journal_found_posted_on_resume_is_recorded_as_posted_not_as_a_draft(ledger):
+    journal = built_journal(workflow=Journal.Workflow.REVIEW)
+    client = ledger.client()
+    # A worker created the draft and died before recording it; the draft was then posted in
+    # the ledger itself. The order is still POSTING, its claim gone.
+    client.create_transactions_bulk(1, [posting._transaction_input(journal)], auto_post=False)
+    client.post_drafts_bulk(
+        1, [journal.source_transaction_reference], id_type="SOURCE_TRANSACTION_REFERENCE"
+    )
+    OrderSync.objects.filter(pk=journal.order_sync_id).update(state=OrderState.POSTING)
+    ledger.app.reset_calls()
+
+    report = journals_post(client=client)
+
+    assert report.found_in_ledger == 1 and report.sent == 0 and report.drafted == 0
+    assert ledger.bulk_creates() == []
+    journal = refreshed(journal)
+    assert journal.status == Journal.Status.POSTED and journal.posted_at is not None
+    assert journal.order_sync.state == OrderState.POSTED
+    assert WriteBackStep.objects.filter(order_sync_id=journal.order_sync_id).count() == 2
+
+
+@pytest.mark.parametrize("change", ["item_back_under_review", "total_changed"])
+def test_an_order_whose_journal_may_be_in_the_ledger_is_not_parked_waiting_or_blocked(
+    ledger, change
+):
+    from integration.gotransverse.errors import ServiceUnavailableError
+    from ledger_sync.models import OrderItem
+    from ledger_sync.services.journals import (
+        order_build_journal,
+        order_rebuild,
+        orders_build_ready,
+        orders_select_candidates,
+    )
+    from tests.factories.journals import journal_world, order_with_items
+
+    journal_world(journal_workflow="auto")
+    order = order_with_items()
+    order_sync = OrderSync.objects.create(order=order, state=OrderState.READY)
+    journal = order_build_journal(order_sync=order_sync, actor="system:test")
+    client = ledger.client()
+    real_create = client.create_transactions_bulk
+
+    def booked_then_503(ledger_id, transactions, *, auto_post):
+        real_create(ledger_id, transactions, auto_post=auto_post)
+        error = ServiceUnavailableError("proxy 503 after commit", status=503, code="UNAVAILABLE")
+        error.outcome_unknown = True
+        raise error
+
+    client.create_transactions_bulk = booked_then_503
+    journals_post(client=client)
+    assert refreshed(journal).order_sync.state == OrderState.FAILED
+    # An accountant presses "rebuild"; the journal is kept (it may be in the ledger).
+    order_rebuild(order_sync=refreshed(journal).order_sync, actor="accountant")
+    assert refreshed(journal).order_sync.state == OrderState.JOURNAL_BUILT
+    # Then ATLAS changes the order: an item back under review, or a total that disagrees.
+    if change == "item_back_under_review":
+        OrderItem.objects.filter(order=order).update(status=OrderItem.Status.EDITED)
+    else:
+        type(order).objects.filter(pk=order.pk).update(total_amount=order.total_amount + 1)
+
+    orders_select_candidates()
+    orders_build_ready()  # the cycle's next stage re-plans it with the item under review
+
+    order_sync = refreshed(journal).order_sync
+    assert order_sync.state == OrderState.JOURNAL_BUILT  # not parked as WAITING or BLOCKED
+    ledger.app.reset_calls()
+    report = journals_post(client=ledger.client())
+    assert report.found_in_ledger == 1 and ledger.bulk_creates() == []
+    assert refreshed(journal).status == Journal.Status.POSTED
+    assert len(ledger.app.transactions_with_reference(journal.source_transaction_reference)) == 1
+
+
+def test_an_answer_with_neither_id_nor_error_is_looked_up_not_blocked_as_rejected(ledger):
+    import dataclasses
+
+    journal = built_journal()
+    client = ledger.client()
+    real_create = client.create_transactions_bulk
+
+    def booked_but_answered_blank(ledger_id, transactions, *, auto_post):
+        outcome = real_create(ledger_id, transactions, auto_post=auto_post)
+        return dataclasses.replace(
+            outcome,
+            results=tuple(
+                dataclasses.replace(r, id=None, code=None, error_message=None, raw={})
+                for r in outcome.results
+            ),
+        )
+
+    client.create_transactions_bulk = booked_but_answered_blank
+
+    report = journals_post(client=client)
+
+    assert report.blocked == [] and len(report.failed) == 1
+    order_sync = refreshed(journal).order_sync
+    assert order_sync.state == OrderState.FAILED
+    posting.order_retry(order_sync=order_sync)
+    ledger.app.reset_calls()
+    report = journals_post(client=ledger.client())
+    assert report.found_in_ledger == 1 and ledger.bulk_creates() == []
+    assert refreshed(journal).status == Journal.Status.POSTED
+    assert len(ledger.app.transactions_with_reference(journal.source_transaction_reference)) == 1
+
+
+def test_a_draft_posted_in_the_ledger_between_the_two_lookups_is_not_sent_again(ledger):
+    from integration.gotransverse.errors import ServiceUnavailableError
+
+    journal = built_journal(workflow=Journal.Workflow.REVIEW)
+    reference = journal.source_transaction_reference
+    client = ledger.client()
+    real_create = client.create_transactions_bulk
+
+    def drafted_then_503(ledger_id, transactions, *, auto_post):
+        real_create(ledger_id, transactions, auto_post=auto_post)
+        error = ServiceUnavailableError("proxy 503 after commit", status=503, code="UNAVAILABLE")
+        error.outcome_unknown = True
+        raise error
+
+    client.create_transactions_bulk = drafted_then_503
+    journals_post(client=client)  # the draft exists; we do not know it (FAILED)
+    order_sync = posting.order_retry(order_sync=refreshed(journal).order_sync)
+
+    retry_client = ledger.client()
+    real_find_posted = retry_client.find_transactions_by_reference
+
+    def posted_right_after_asking(ledger_id, ref):
+        found = real_find_posted(ledger_id, ref)
+        # Meanwhile, someone posts the draft in the AR Ledger itself.
+        ledger.client().post_drafts_bulk(1, [ref], id_type="SOURCE_TRANSACTION_REFERENCE")
+        return found
+
+    retry_client.find_transactions_by_reference = posted_right_after_asking
+
+    journals_post(client=retry_client, order_sync_ids=[order_sync.pk])
+
+    assert len(ledger.app.transactions_with_reference(reference)) == 1
+    journal_approve(journals=[refreshed(journal)], user=accountant(), client=ledger.client())
+    assert len(ledger.app.transactions_with_reference(reference)) == 1
+    journal = refreshed(journal)
+    assert journal.status == Journal.Status.POSTED
+    assert journal.order_sync.state == OrderState.POSTED
+
+
+def test_a_reversal_whose_answer_was_lost_is_looked_up_not_posted_twice(ledger):
+    from integration.gotransverse.errors import GotransverseTimeoutError
+
+    journal = built_journal()
+    journals_post(client=ledger.client())
+    user = accountant()
+    client = ledger.client()
+    real_create = client.create_transactions_bulk
+
+    def booked_then_timeout(ledger_id, transactions, *, auto_post):
+        real_create(ledger_id, transactions, auto_post=auto_post)
+        raise GotransverseTimeoutError("no answer", code="TIMEOUT", outcome_unknown=True)
+
+    client.create_transactions_bulk = booked_then_timeout
+    with pytest.raises(GotransverseTimeoutError):
+        journal_reverse(journal=refreshed(journal), user=user, reason="wrong", client=client)
+    assert refreshed(journal).status == Journal.Status.POSTED  # not recorded yet
+    ledger.app.reset_calls()
+
+    reversal = journal_reverse(
+        journal=refreshed(journal), user=user, reason="wrong", client=ledger.client()
+    )
+
+    assert ledger.bulk_creates() == []
+    assert len(ledger.app.transactions_with_reference(reversal.source_transaction_reference)) == 1
+    assert reversal.status == Journal.Status.POSTED
+    original = refreshed(journal)
+    assert original.status == Journal.Status.REVERSED
+    assert original.order_sync.state == OrderState.READY and original.order_sync.revision == 2
+    assert Journal.objects.filter(kind=Journal.Kind.REVERSAL).count() == 1

@@ -295,3 +295,91 @@ def test_invoice_numbers_stay_gap_free_under_concurrent_workers(atlas_sandbox):
     numbers = sorted(IssuedInvoice.objects.values_list("sequence_number", flat=True))
     assert numbers == list(range(1, 41))
     assert InvoiceNumberSequence.objects.get().last_number == 40
+
+
+# --- review findings (issue 5 review): lookups that could not be read, lost create answers ----
+
+
+def test_an_unreadable_invoice_record_with_our_external_id_is_never_created_again(atlas):
+    sync = posted_order(atlas, 201)
+    # ATLAS holds our invoice, but its record no longer parses (amount emptied by hand).
+    broken = {
+        "id": 7001,
+        "orderId": 201,
+        "externalId": "LS-INV-201",
+        "invoiceNumber": "INV-2026-0001",
+        "amount": None,
+        "invoiceDate": "2026-04-01T00:00:00",
+        "dueDate": "2026-04-15T00:00:00",
+        "isPaid": False,
+    }
+    atlas.app.dataset.invoices[7001] = broken
+    atlas.app._index("invoices", broken)  # as if stored through the API
+
+    report = write_backs_run(client=_client())
+
+    assert atlas.app.calls_to("/api/Invoice/Post") == []
+    assert [i["externalId"] for i in atlas.app.dataset.invoices.values()].count("LS-INV-201") == 1
+    step = WriteBackStep.objects.get(order_sync=sync, kind=WriteBackStep.Kind.INVOICE)
+    assert step.status == WriteBackStep.Status.FAILED
+    assert "could not read" in step.last_error and "LS-INV-201" in step.last_error
+    assert [p.reason for p in report.failed] == ["write_back_invoice"]
+    sync.refresh_from_db()
+    assert sync.state == OrderState.ERP_CODE_WRITTEN
+
+
+def test_an_invoice_create_with_a_lost_answer_is_looked_up_not_resent(atlas):
+    from integration.atlas.errors import AtlasServerError
+
+    sync = posted_order(atlas, 201)
+    client = _client()
+    real_post = client.post_invoices
+
+    def applied_then_lost(records):
+        real_post(records)
+        error = AtlasServerError("bad gateway", endpoint="/api/Invoice/Post", status=502)
+        error.outcome_unknown = True
+        raise error
+
+    client.post_invoices = applied_then_lost
+
+    first = write_backs_run(client=client)
+
+    step = WriteBackStep.objects.get(order_sync=sync, kind=WriteBackStep.Kind.INVOICE)
+    assert step.status == WriteBackStep.Status.FAILED and len(first.failed) == 1
+    number = IssuedInvoice.objects.get(order_sync=sync).number
+    write_back_retry(step=step)
+    atlas.app.reset_calls()
+
+    second = write_backs_run(client=_client())
+
+    assert atlas.app.calls_to("/api/Invoice/Post") == []
+    assert second.invoices_found == 1 and second.invoices_created == 0
+    created = [i for i in atlas.app.dataset.invoices.values() if i["externalId"] == "LS-INV-201"]
+    assert len(created) == 1 and created[0]["invoiceNumber"] == number
+    assert IssuedInvoice.objects.get(order_sync=sync).number == number  # the number is kept
+    assert InvoiceNumberSequence.objects.get().last_number == 1  # and no other was taken
+    sync.refresh_from_db()
+    assert sync.state == OrderState.INVOICED
+
+
+def test_an_invoice_deleted_in_atlas_does_not_count_as_the_orders_invoice(atlas):
+    from ledger_sync.models import SyncState
+
+    sync = posted_order(atlas, 201)
+    InvoiceFactory(
+        atlas_id=9999,
+        order=sync.order,
+        order_atlas_id=201,
+        amount=Decimal("1.00"),
+        sync_state=SyncState.MISSING,  # the mirror saw it disappear from ATLAS
+    )
+
+    report = write_backs_run(client=_client())
+
+    (post,) = atlas.app.calls_to("/api/Invoice/Post")
+    assert post.body["data"][0]["externalId"] == "LS-INV-201"
+    assert report.invoices_created == 1
+    sync.refresh_from_db()
+    assert sync.state == OrderState.INVOICED
+    assert IssuedInvoice.objects.get(order_sync=sync).atlas_invoice_id is not None
