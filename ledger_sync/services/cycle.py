@@ -61,6 +61,10 @@ def cycle_run(
 ) -> CycleReport:
     """Run every stage once, in order; returns what each did and what needs a person."""
     from ledger_sync.services.atlas_mirror import AtlasMirrorAlreadyRunning, atlas_mirror_run
+    from ledger_sync.services.counterparty_writeback import (
+        counterparty_mappings_write_back,
+        master_data_corrections_push,
+    )
     from ledger_sync.services.gotransverse_mirror import gotransverse_mirror_run
     from ledger_sync.services.journals import orders_build_ready, orders_select_candidates
     from ledger_sync.services.matching import counterparty_propose_matches
@@ -97,6 +101,18 @@ def cycle_run(
         k: v for k, v in vars(matching).items() if isinstance(v, int) and not k.startswith("_")
     }
     mark("matching")
+    # Approved codes and corrections whose write-back was lost or failed go out again here, so
+    # nothing a finance lead approved waits for someone to press "retry".
+    codes = counterparty_mappings_write_back(client=atlas)
+    corrections = master_data_corrections_push(client=atlas)
+    report.stages["counterparty_write_back"] = {
+        "codes_written": codes.written,
+        "codes_failed": codes.failed,
+        "corrections_pushed": corrections.written,
+        "corrections_failed": corrections.failed,
+    }
+    report.errors.extend(f"Counterparty write-back: {e}" for e in codes.errors + corrections.errors)
+    mark("counterparty_write_back")
     report.stages["selection"] = orders_select_candidates(actor=actor).as_dict()
     mark("selection")
     report.stages["build"] = orders_build_ready(actor=actor)

@@ -185,3 +185,33 @@ def test_a_reversed_journal_is_reposted_as_a_new_revision_by_the_next_cycle(sand
     assert order_sync.erp_code != first_code
     assert atlas.app.dataset.orders[order_sync.order.atlas_id]["erpCode"] == order_sync.erp_code
     assert len(atlas.app.dataset.invoices) == invoices_before  # the invoice is not issued again
+
+
+def test_an_approved_code_whose_write_back_failed_goes_out_with_the_next_cycle(
+    atlas_sandbox, gotransverse_sandbox, settings
+):
+    from ledger_sync.models import Counterparty, CounterpartyMapping, WriteBackState
+    from tests.factories.parties import CounterpartyMappingFactory, ErpPartyFactory
+
+    settings.ATLAS_MAX_RETRIES = 0
+    run_cycle()
+    counterparty = Counterparty.objects.filter(external_id__isnull=True).order_by("atlas_id")[0]
+    mapping = CounterpartyMappingFactory(
+        counterparty=counterparty,
+        erp_party=ErpPartyFactory(code="BA-777001"),
+        write_back_state=WriteBackState.FAILED,
+    )
+    atlas_sandbox.app.reset_calls()
+
+    run_cycle()
+
+    posts = atlas_sandbox.app.calls_to("/api/Counterparty/Post")
+    assert [call.body for call in posts] == [
+        {"data": [{"id": counterparty.atlas_id, "externalId": "BA-777001"}]}
+    ]
+    assert atlas_sandbox.app.dataset.counterparties[counterparty.atlas_id]["externalId"] == (
+        "BA-777001"
+    )
+    mapping.refresh_from_db()
+    assert mapping.write_back_state == WriteBackState.WRITTEN
+    assert CounterpartyMapping.objects.filter(write_back_state=WriteBackState.FAILED).count() == 0
