@@ -200,6 +200,14 @@ def invoice_report_deliver_task(report_id: int) -> str:
     return report.state if report is not None else "missing"
 
 
+def invoice_settlement_send_task(settlement_id: int) -> str:
+    """Send isPaid=true for one settled invoice (the admin's retry); its state. Idempotent."""
+    from ledger_sync.services.payments import invoice_settlement_send
+
+    settlement = invoice_settlement_send(settlement_id=settlement_id)
+    return settlement.state if settlement is not None else "missing"
+
+
 def inbound_sweep_task(trigger: str = "schedule") -> dict:
     """Deliver inbound work that is due: webhooks whose task never ran or failed transiently,
     payments and invoices not yet in ATLAS, settlements to send. Counts per kind."""

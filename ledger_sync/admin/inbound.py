@@ -31,7 +31,11 @@ from ledger_sync.services.inbound import (
     api_client_rotate_token,
     inbound_delivery_replay,
 )
-from ledger_sync.services.payments import invoice_report_retry, payment_confirmation_retry
+from ledger_sync.services.payments import (
+    invoice_report_retry,
+    invoice_settlement_retry,
+    payment_confirmation_retry,
+)
 
 REPLAY_MAX = 500
 _STATE_COLOURS = {
@@ -247,6 +251,10 @@ class _CallbackAdmin(_ReadOnly):
     def state_badge(self, obj: Any) -> SafeString:
         return _badge(obj.state, obj.get_state_display())
 
+    @admin.display(description="Why not in ATLAS yet")
+    def short_error(self, obj: Any) -> str:
+        return (obj.last_error or "")[:120]
+
     @admin.display(description="Request")
     def request_pretty(self, obj: Any) -> SafeString:
         return _pre(obj.request_json)
@@ -264,6 +272,7 @@ class _CallbackAdmin(_ReadOnly):
 class PaymentConfirmationAdmin(_CallbackAdmin):
     list_display = (
         "external_id",
+        "api_client",
         "invoice_reference",
         "amount",
         "currency",
@@ -271,6 +280,8 @@ class PaymentConfirmationAdmin(_CallbackAdmin):
         "state_badge",
         "atlas_payment_id",
         "attempts",
+        "next_attempt_at",
+        "short_error",
         "received_at",
         "confirmed_at",
     )
@@ -319,6 +330,8 @@ class InvoiceReportAdmin(_CallbackAdmin):
         "state_badge",
         "atlas_invoice_id",
         "attempts",
+        "next_attempt_at",
+        "short_error",
         "received_at",
         "confirmed_at",
     )
@@ -363,11 +376,14 @@ class InvoiceSettlementAdmin(_ReadOnly):
         "invoice_amount",
         "state_badge",
         "attempts",
+        "next_attempt_at",
+        "short_error",
         "created_at",
         "done_at",
     )
     list_filter = ("state",)
     search_fields = ("=invoice_atlas_id", "=order_atlas_id")
+    actions = ["retry_selected"]
     readonly_fields = (
         "invoice_atlas_id",
         "order_atlas_id",
@@ -387,3 +403,14 @@ class InvoiceSettlementAdmin(_ReadOnly):
     @admin.display(description="State", ordering="state")
     def state_badge(self, obj: InvoiceSettlement) -> SafeString:
         return _badge(obj.state, obj.get_state_display())
+
+    @admin.display(description="Why not done yet")
+    def short_error(self, obj: InvoiceSettlement) -> str:
+        return (obj.last_error or "")[:120]
+
+    @admin.action(description="Retry setting isPaid in ATLAS (queued; never sent twice)")
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        rows = list(queryset.filter(state=InvoiceSettlement.State.FAILED))
+        for row in rows:
+            invoice_settlement_retry(settlement=row)
+        self.message_user(request, f"Queued {len(rows)} settlement(s) for ATLAS.", messages.SUCCESS)

@@ -3,6 +3,7 @@ and delegate to services/inbound.py and services/payments.py; no business rule l
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
@@ -97,19 +98,40 @@ class ApiView(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         if settings.API_REQUIRE_HTTPS and not request.is_secure():
             raise HttpsRequired()
-        limit = settings.API_MAX_BODY_BYTES
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > limit:
-            raise BodyTooLarge(limit)
-        # Read (and cache) the raw body now, so the stored request is the bytes as sent.
-        request._request.body  # noqa: B018
+        _read_body_capped(request._request, limit=settings.API_MAX_BODY_BYTES)
         super().initial(request, *args, **kwargs)
 
     def get_exception_handler(self) -> Any:
         return api_exception_handler
+
+
+def _read_body_capped(http_request: Any, *, limit: int) -> bytes:
+    """Read and cache the raw body, at most `limit` bytes, so that the stored request is the
+    bytes as sent and nothing larger is ever held in memory or stored.
+
+    Content-Length cannot be trusted for the cap: it may be absent (chunked, or an ASGI server
+    that hands over the whole body) or lie. A declared length over the cap is refused before
+    reading; otherwise at most limit + 1 bytes are read from the stream and one byte too many
+    is a 413. The result is cached the way HttpRequest.body caches it, so the parsers and
+    `request.body` see exactly these bytes.
+    """
+    try:
+        declared = int(http_request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise BodyTooLarge(limit)
+    if hasattr(http_request, "_body"):
+        body = http_request._body
+    else:
+        body = http_request.read(limit + 1)
+        http_request._body = body
+        http_request._stream = io.BytesIO(body)
+        # Like HttpRequest.body: the cached bytes are read again from the start.
+        http_request._read_started = False
+    if len(body) > limit:
+        raise BodyTooLarge(limit)
+    return body
 
 
 class ClientApiView(ApiView):
@@ -233,7 +255,12 @@ class PaymentsView(ClientApiView):
         description=(
             "A payment confirmed by the ERP or the bank. Idempotent on `externalId`: the same "
             "request again answers 200 with the same resource; the same externalId with other "
-            "content answers 409. Accepted payments answer 202 and are written to ATLAS "
+            'content answers 409. "The same" means the same payment, not the same bytes: '
+            "key order, white space, unknown extra fields, an amount sent as a number or a "
+            'string (400, 400.0 and "400.00" are equal), the currency\'s letter case and a '
+            "midnight datetime for the date make no difference; naming the invoice by "
+            "`invoiceId` instead of `invoiceExternalId` (or the reverse) does. "
+            "Accepted payments answer 202 and are written to ATLAS "
             "(Payment/Post) by a task; when the invoice's payments reach its amount, ATLAS's "
             "invoice is set isPaid=true once. Follow `statusUrl` to see when ATLAS confirmed."
         ),

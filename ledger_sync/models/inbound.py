@@ -54,8 +54,7 @@ class InboundDelivery(models.Model):
     dedup_key = models.CharField(
         max_length=200,
         unique=True,
-        help_text="The delivery id header when ATLAS sends one, else a hash of event, entity "
-        "id, new status and timestamp.",
+        help_text="A hash of the signed event: event, entity id, new status and timestamp.",
     )
     event_type = models.CharField(max_length=100, blank=True, db_index=True)
     entity_type = models.CharField(max_length=64, blank=True)

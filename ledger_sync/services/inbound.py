@@ -44,13 +44,15 @@ from ledger_sync.models import (
     OrderSync,
     PaymentConfirmation,
     SyncRun,
+    SyncState,
 )
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Atlas-Signature"
 SIGNATURE_SCHEME = "sha256="
-# Optional: when ATLAS (or a proxy) names each delivery, the name is the dedup key.
+# Optional: when ATLAS (or a proxy) names each delivery, the name is kept for diagnosis (not
+# for deduplication: headers are not signed).
 DELIVERY_ID_HEADERS = ("X-Atlas-Delivery-Id", "X-Atlas-Delivery")
 # Kept on the delivery for diagnosis; the signature and anything like a credential never are.
 KEPT_HEADERS = (
@@ -64,6 +66,8 @@ KEPT_HEADERS = (
     "X-Request-Id",
 )
 EVENT_ORDER_STATUS_CHANGED = "order.status_changed"
+# ATLAS ids are stored in 64-bit columns: anything larger is not an ATLAS id (and would not fit).
+MAX_ATLAS_ID = 2**63 - 1
 ACTOR_WEBHOOK = "system:webhook"
 # A RECEIVED delivery older than this was never picked up by its task (enqueue lost): the sweep
 # takes it. Long enough that a busy queue is not raced for nothing (claims make it harmless).
@@ -138,9 +142,13 @@ def webhook_event_parse(body: bytes) -> WebhookEvent:
             "entityId is missing: the webhook must name the ATLAS record it is about.",
             details={"field": "entityId"},
         )
-    if isinstance(entity_id, bool) or not isinstance(entity_id, int) or entity_id < 1:
+    if (
+        isinstance(entity_id, bool)
+        or not isinstance(entity_id, int)
+        or not 1 <= entity_id <= MAX_ATLAS_ID
+    ):
         raise WebhookPayloadError(
-            f"entityId must be a positive whole number (an ATLAS id), got {entity_id!r}.",
+            f"entityId must be a positive whole number (an ATLAS id), got {entity_id!r}."[:300],
             details={"field": "entityId"},
         )
 
@@ -156,6 +164,9 @@ def webhook_event_parse(body: bytes) -> WebhookEvent:
             raise WebhookPayloadError(
                 f"{name} is longer than {limit} characters.", details={"field": name}
             )
+        if "\x00" in value:
+            # PostgreSQL text cannot hold NUL: refused here rather than failing the insert.
+            raise WebhookPayloadError(f"{name} contains a NUL character.", details={"field": name})
         return value
 
     return WebhookEvent(
@@ -168,12 +179,13 @@ def webhook_event_parse(body: bytes) -> WebhookEvent:
 
 
 def webhook_dedup_key(*, event: WebhookEvent, headers: Mapping[str, str]) -> str:
-    """The delivery id header when present; else a hash of event, entity, new status and
-    timestamp (the same status change sent twice has the same key)."""
-    for name in DELIVERY_ID_HEADERS:
-        value = (headers.get(name) or "").strip()
-        if value:
-            return f"delivery:{value[:180]}"
+    """A hash of event, entity, new status and timestamp: the same status change sent twice
+    has the same key.
+
+    Only signed content counts. A delivery id header (`headers`) is kept on the delivery for
+    diagnosis but is not part of the key: the signature covers the body alone, so a replayed
+    copy with another header would otherwise pass as new, and a header that differs per
+    attempt would defeat deduplication of ATLAS's own retries."""
     fingerprint = wire.canonical(
         [event.event_type, event.entity_type, event.entity_id, event.new_status, event.timestamp]
     )
@@ -226,9 +238,11 @@ def atlas_webhook_receive(
         return WebhookReceipt(delivery=existing, duplicate=True)
     if handled:
         # Queued once the row is committed: at once in autocommit (the request), or when the
-        # caller's transaction commits; never for a row that was rolled back.
+        # caller's transaction commits; never for a row that was rolled back. robust: the
+        # delivery is stored, so a queue that fails now must not turn the answer into a 500
+        # (ATLAS would resend); the sweep picks up a RECEIVED delivery its task never took.
         queue = enqueue or _enqueue_delivery
-        transaction.on_commit(lambda: queue(delivery.pk))
+        transaction.on_commit(lambda: queue(delivery.pk), robust=True)
     logger.info(
         "webhook.stored",
         extra={
@@ -319,7 +333,7 @@ def inbound_delivery_replay(*, delivery: InboundDelivery) -> InboundDelivery:
             claimed_at=None,
             replays=F("replays") + 1,
         )
-        transaction.on_commit(lambda: _enqueue_delivery(delivery.pk))
+        transaction.on_commit(lambda: _enqueue_delivery(delivery.pk), robust=True)
     delivery.refresh_from_db()
     return delivery
 
@@ -355,7 +369,10 @@ def inbound_delivery_process(
     claimed = (
         InboundDelivery.objects.filter(pk=delivery_id)
         .filter(
-            Q(state__in=[InboundDelivery.State.RECEIVED, InboundDelivery.State.FAILED])
+            Q(state=InboundDelivery.State.RECEIVED)
+            # A failure is retried when its backoff is over, never earlier by a second copy of
+            # the task, and never once given up (next_attempt_at empty): then a person replays.
+            | Q(state=InboundDelivery.State.FAILED, next_attempt_at__lte=now)
             | Q(state=InboundDelivery.State.PROCESSING, claimed_at__lt=stale)
         )
         .update(
@@ -467,10 +484,17 @@ def order_pipeline_run(
     atlas = atlas_client or atlas_client_from_settings()
     outcome = OrderPipelineOutcome(atlas_order_id=atlas_order_id)
 
-    # 1. Re-fetch: the order, every item ATLAS now lists under it plus those we knew (so an item
-    # removed in ATLAS is marked missing), and its counterparty when the mirror lacks it (the
-    # scheduled mirror keeps known counterparties fresh; one call saved per webhook).
-    _mirrored(atlas_mirror_records, client=atlas, entity="Order", atlas_ids=[atlas_order_id])
+    # 1. Re-fetch: the order and, in the same run, its items (one OrderItem/GetByOrderIds call;
+    # an item ATLAS no longer lists is marked missing), and its counterparty when the mirror
+    # lacks it (the scheduled mirror keeps known counterparties fresh; one call saved per
+    # webhook). Two ATLAS calls for a known counterparty, four for a new one.
+    _mirrored(
+        atlas_mirror_records,
+        client=atlas,
+        entity="Order",
+        atlas_ids=[atlas_order_id],
+        with_items=True,
+    )
     order = Order.objects.filter(atlas_id=atlas_order_id).first()
     if order is None:
         raise InboundProcessingError(
@@ -487,15 +511,11 @@ def order_pipeline_run(
         )
         # The order's link to its counterparty is set when the order is mirrored again.
         _mirrored(atlas_mirror_records, client=atlas, entity="Order", atlas_ids=[atlas_order_id])
-    listed = atlas.get_order_items_by_order_ids([atlas_order_id])
-    item_ids = {item.id for item in listed.records} | {
-        error.record_id for error in listed.errors if error.record_id is not None
-    }
-    item_ids |= set(
-        OrderItem.objects.filter(order_atlas_id=atlas_order_id).values_list("atlas_id", flat=True)
+    item_ids = set(
+        OrderItem.objects.filter(order_atlas_id=atlas_order_id)
+        .exclude(sync_state=SyncState.MISSING)
+        .values_list("atlas_id", flat=True)
     )
-    if item_ids:
-        _mirrored(atlas_mirror_records, client=atlas, entity="OrderItem", atlas_ids=item_ids)
     outcome.steps.append(f"re-fetched with {len(item_ids)} item(s)")
     counterparty_propose_matches(
         counterparties=Counterparty.objects.filter(atlas_id=order.counterparty_atlas_id)
@@ -522,7 +542,9 @@ def order_pipeline_run(
     # 4. Post (the poster claims what is postable; this order among them).
     if order_sync.state in POSTABLE_STATES:
         ledger = ledger_client or gotransverse_client_from_settings()
-        report = journals_post(client=ledger, actor=actor)
+        # Only this order: a webhook must not post (or create drafts for) other orders that
+        # happen to be postable; the cycle does those on its own schedule.
+        report = journals_post(client=ledger, actor=actor, order_sync_ids=[order_sync.pk])
         order_sync.refresh_from_db()
         outcome.steps.append(f"posting: {report.posted} posted, {report.drafted} drafted")
 
@@ -660,6 +682,7 @@ class SweepReport:
     invoice_checks: int = 0
     settlements: int = 0
     invoice_reports: int = 0
+    order_states: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -669,12 +692,14 @@ def inbound_sweep(
     *, now: datetime | None = None, atlas_client: Any = None, limit: int = SWEEP_LIMIT
 ) -> SweepReport:
     """Pick up inbound work that is due and was not done: deliveries whose task never ran or
-    failed transiently, payments and invoice reports not yet in ATLAS (ATLAS was down), and
-    settlements still to send. Bounded per run; the schedule runs it every minute."""
+    failed transiently, payments and invoice reports not yet in ATLAS (ATLAS was down),
+    settlements still to send, and orders whose paid state waited for their write-back.
+    Bounded per run; the schedule runs it every minute."""
     from ledger_sync.services.payments import (
         invoice_report_deliver,
         invoice_reports_due,
         invoice_settlement_send,
+        order_payment_states_catch_up,
         payment_confirmation_deliver,
         payment_confirmations_due,
         payment_invoice_check,
@@ -694,21 +719,48 @@ def inbound_sweep(
         .order_by("received_at")
         .values_list("pk", flat=True)[:limit]
     )
-    for pk in due_deliveries:
-        inbound_delivery_process(delivery_id=pk, atlas_client=atlas_client, now=now)
-        report.deliveries += 1
-    for pk in payment_confirmations_due(now=now, limit=limit):
-        payment_confirmation_deliver(confirmation_id=pk, client=atlas_client, now=now)
-        report.payments += 1
-    for pk in payment_invoice_checks_due(now=now, limit=limit):
-        payment_invoice_check(
-            confirmation=PaymentConfirmation.objects.get(pk=pk), client=atlas_client, now=now
-        )
-        report.invoice_checks += 1
-    for pk in settlements_due(now=now, limit=limit):
-        invoice_settlement_send(settlement_id=pk, client=atlas_client, now=now)
-        report.settlements += 1
-    for pk in invoice_reports_due(now=now, limit=limit):
-        invoice_report_deliver(report_id=pk, client=atlas_client, now=now)
-        report.invoice_reports += 1
+    work: list[tuple[str, list[int], Callable[[int], Any]]] = [
+        (
+            "deliveries",
+            due_deliveries,
+            lambda pk: inbound_delivery_process(delivery_id=pk, atlas_client=atlas_client, now=now),
+        ),
+        (
+            "payments",
+            payment_confirmations_due(now=now, limit=limit),
+            lambda pk: payment_confirmation_deliver(
+                confirmation_id=pk, client=atlas_client, now=now
+            ),
+        ),
+        (
+            "invoice_checks",
+            payment_invoice_checks_due(now=now, limit=limit),
+            lambda pk: payment_invoice_check(
+                confirmation=PaymentConfirmation.objects.get(pk=pk), client=atlas_client, now=now
+            ),
+        ),
+        (
+            "settlements",
+            settlements_due(now=now, limit=limit),
+            lambda pk: invoice_settlement_send(settlement_id=pk, client=atlas_client, now=now),
+        ),
+        (
+            "invoice_reports",
+            invoice_reports_due(now=now, limit=limit),
+            lambda pk: invoice_report_deliver(report_id=pk, client=atlas_client, now=now),
+        ),
+    ]
+    for kind, pks, run in work:
+        for pk in pks:
+            try:
+                run(pk)
+            except Exception:
+                # One record that fails unexpectedly (a bug, a database hiccup) must not stop
+                # the rest of the sweep: it is logged with its traceback, and its claim (taken
+                # before the failure) keeps it out of the next sweeps until the claim runs out.
+                logger.exception("inbound.sweep_item_failed", extra={"kind": kind, "pk": pk})
+                continue
+            setattr(report, kind, getattr(report, kind) + 1)
+    # Orders paid while their write-back was still running move once it made them INVOICED.
+    report.order_states = order_payment_states_catch_up(limit=limit)
     return report

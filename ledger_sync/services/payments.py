@@ -61,6 +61,9 @@ CENT = Decimal("0.01")
 # An ACCEPTED callback younger than this belongs to its own on-commit task; the sweep leaves it.
 ACCEPTED_GRACE = timedelta(seconds=30)
 DATE_LINE_AHEAD = timedelta(hours=14)
+# The states a payment moves an order from: its invoice is in ATLAS and its write-backs are done
+# (they only run from POSTED / ERP_CODE_WRITTEN, so an order is never moved on from there).
+PAYMENT_STATES_FROM = (OrderState.INVOICED, OrderState.PARTIALLY_PAID)
 
 
 class CallbackRejected(ApplicationError):
@@ -103,6 +106,9 @@ class PaymentRequest:
         return self.invoice_external_id or str(self.invoice_atlas_id)
 
     def fingerprint(self) -> str:
+        """The idempotency fingerprint: the parsed, normalised fields, so a semantically equal
+        body (key order, white space, 400 vs "400.00", currency case, a midnight datetime)
+        is the same request; how the invoice is named is part of it."""
         return _fingerprint(
             {
                 "externalId": self.external_id,
@@ -341,7 +347,9 @@ def payment_confirmation_accept(
                 received_at=timezone.now(),
             )
             queue = enqueue or _enqueue("ledger_sync.tasks.payment_confirmation_deliver_task")
-            transaction.on_commit(lambda: queue(confirmation.pk))
+            # robust: the payment is stored; a queue failing now is logged and the sweep
+            # delivers it, the caller is not told 500 for a payment we hold.
+            transaction.on_commit(lambda: queue(confirmation.pk), robust=True)
     except IntegrityError:
         # The same externalId was stored by a concurrent request: answer as for a repeat.
         existing = PaymentConfirmation.objects.filter(external_id=request.external_id).first()
@@ -538,7 +546,8 @@ def payment_confirmation_retry(*, confirmation: PaymentConfirmation) -> PaymentC
         pk=confirmation.pk, state__in=[CallbackState.FAILED, CallbackState.REJECTED]
     ).update(state=CallbackState.FAILED, next_attempt_at=None, claimed_until=None)
     transaction.on_commit(
-        lambda: _enqueue("ledger_sync.tasks.payment_confirmation_deliver_task")(confirmation.pk)
+        lambda: _enqueue("ledger_sync.tasks.payment_confirmation_deliver_task")(confirmation.pk),
+        robust=True,
     )
     confirmation.refresh_from_db()
     return confirmation
@@ -698,12 +707,28 @@ def invoice_settlement_send(
     return settlement
 
 
+def invoice_settlement_retry(*, settlement: InvoiceSettlement) -> InvoiceSettlement:
+    """A person asks for a failed settlement to be sent again (admin): queued. The send reads
+    the invoice from ATLAS first, so one that is already paid is never sent again."""
+    InvoiceSettlement.objects.filter(pk=settlement.pk, state=InvoiceSettlement.State.FAILED).update(
+        next_attempt_at=None, claimed_until=None
+    )
+    transaction.on_commit(
+        lambda: _enqueue("ledger_sync.tasks.invoice_settlement_send_task")(settlement.pk),
+        robust=True,
+    )
+    settlement.refresh_from_db()
+    return settlement
+
+
 def settlements_due(*, now: datetime, limit: int) -> list[int]:
     return list(
         InvoiceSettlement.objects.filter(
-            state__in=[InvoiceSettlement.State.PENDING, InvoiceSettlement.State.FAILED]
+            # A failure waits for its backoff; one that is not retryable (no next attempt)
+            # waits for a person (the admin's retry).
+            Q(state=InvoiceSettlement.State.PENDING)
+            | Q(state=InvoiceSettlement.State.FAILED, next_attempt_at__lte=now)
         )
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .filter(attempts__lt=settings.INBOUND_MAX_ATTEMPTS)
         .order_by("pk")
@@ -711,21 +736,31 @@ def settlements_due(*, now: datetime, limit: int) -> list[int]:
     )
 
 
-def order_payment_state_update(*, atlas_order_id: int | None, paid_in_full: bool) -> None:
+def order_payment_state_update(*, atlas_order_id: int | None, paid_in_full: bool) -> bool:
     """Move the order to PARTIALLY_PAID or PAID when the state machine allows it (an order that
-    is not ours, or already further, is left as it is)."""
+    is not ours, or already further, is left as it is); True when it moved."""
     from ledger_sync.services.order_states import order_transition, transition_allowed
 
     if atlas_order_id is None:
-        return
+        return False
     order_sync = OrderSync.objects.filter(order__atlas_id=atlas_order_id).first()
     if order_sync is None:
-        return
+        return False
     target = OrderState.PAID if paid_in_full else OrderState.PARTIALLY_PAID
-    if order_sync.state == target or not transition_allowed(
+    if order_sync.state == target or order_sync.state == OrderState.PAID:
+        return False
+    if order_sync.state not in PAYMENT_STATES_FROM or not transition_allowed(
         from_state=order_sync.state, to_state=target
     ):
-        return
+        # POSTED or ERP_CODE_WRITTEN: the order's write-backs (erpCode, invoice) run only from
+        # those states, so moving it on would strand them; it moves once the write-back has
+        # made it INVOICED (order_payment_states_catch_up, in the inbound sweep). Any other
+        # state (a reversed order being rebuilt, say) is left alone, but said.
+        logger.info(
+            "payment.order_state_deferred",
+            extra={"order": atlas_order_id, "state": order_sync.state, "target": target},
+        )
+        return False
     try:
         order_transition(
             order_sync=order_sync,
@@ -735,6 +770,44 @@ def order_payment_state_update(*, atlas_order_id: int | None, paid_in_full: bool
         )
     except InvalidTransition as exc:  # moved by another worker meanwhile
         logger.info("payment.order_state_skipped", extra={"order": atlas_order_id, "why": str(exc)})
+        return False
+    return True
+
+
+def order_payment_states_catch_up(*, limit: int) -> int:
+    """Move orders whose payments were confirmed while their write-back was still running
+    (order_payment_state_update leaves those alone) once they are INVOICED: PAID when their
+    invoice's settlement is done, PARTIALLY_PAID when one of their payments is in ATLAS.
+    Local only (no ATLAS call); how many orders moved."""
+    settled = InvoiceSettlement.objects.filter(
+        state=InvoiceSettlement.State.DONE, order_atlas_id__isnull=False
+    ).values("order_atlas_id")
+    paid_in_part = PaymentConfirmation.objects.filter(
+        state=CallbackState.WRITTEN_TO_ATLAS,
+        invoice_checked_at__isnull=False,
+        order_atlas_id__isnull=False,
+    ).values("order_atlas_id")
+    moves = [
+        (
+            OrderSync.objects.filter(
+                state__in=PAYMENT_STATES_FROM, order__atlas_id__in=settled
+            ).values_list("order__atlas_id", flat=True)[:limit],
+            True,
+        ),
+        (
+            OrderSync.objects.filter(state=OrderState.INVOICED, order__atlas_id__in=paid_in_part)
+            .exclude(order__atlas_id__in=settled)
+            .values_list("order__atlas_id", flat=True)[:limit],
+            False,
+        ),
+    ]
+    moved = 0
+    for atlas_order_ids, paid_in_full in moves:
+        for atlas_order_id in list(atlas_order_ids):
+            moved += order_payment_state_update(
+                atlas_order_id=atlas_order_id, paid_in_full=paid_in_full
+            )
+    return moved
 
 
 # --- invoice reports ------------------------------------------------------------------------------
@@ -810,6 +883,24 @@ def invoice_report_accept(
             field="order",
             code="already_invoiced",
         )
+    # ATLAS may already hold an invoice for the order (created by hand, or by an earlier run, as
+    # mirrored): the order's write-back records that one instead of creating another, so a
+    # report of a different invoice would be "written" without ever reaching ATLAS.
+    in_atlas = (
+        Invoice.objects.filter(order_atlas_id=order.atlas_id)
+        .exclude(sync_state=SyncState.MISSING)
+        .exclude(external_id=request.external_id)
+        .order_by("atlas_id")
+        .first()
+    )
+    if in_atlas is not None:
+        raise CallbackRejected(
+            f"Order {order.atlas_id} already has invoice "
+            f"{in_atlas.invoice_number or in_atlas.atlas_id} in ATLAS (id {in_atlas.atlas_id}, "
+            f"externalId {in_atlas.external_id or 'empty'}); an order has one invoice.",
+            field="order",
+            code="already_invoiced",
+        )
     clash = IssuedInvoice.objects.exclude(order_sync=order_sync)
     if clash.filter(number=request.invoice_number).exists():
         raise CallbackRejected(
@@ -839,7 +930,7 @@ def invoice_report_accept(
                 received_at=timezone.now(),
             )
             queue = enqueue or _enqueue("ledger_sync.tasks.invoice_report_deliver_task")
-            transaction.on_commit(lambda: queue(report.pk))
+            transaction.on_commit(lambda: queue(report.pk), robust=True)
     except IntegrityError:
         existing = InvoiceReport.objects.filter(external_id=request.external_id).first()
         if existing is None:
@@ -887,10 +978,21 @@ def invoice_report_deliver(
         order_sync=order_sync, kind=WriteBackStep.Kind.INVOICE
     ).first()
     issued = IssuedInvoice.objects.filter(order_sync=order_sync).first()
+    in_atlas = _step_invoice_external_id(step)
     if issued is not None and issued.external_id != report.external_id:
         InvoiceReport.objects.filter(pk=report.pk).update(
             state=CallbackState.REJECTED,
             last_error=f"Order already invoiced as {issued.number} ({issued.external_id}).",
+            claimed_until=None,
+        )
+    elif in_atlas is not None and in_atlas != report.external_id:
+        # The write-back found another invoice of the order in ATLAS and recorded it: this
+        # report's invoice is not in ATLAS, and must not be reported as written.
+        InvoiceReport.objects.filter(pk=report.pk).update(
+            state=CallbackState.REJECTED,
+            last_error=f"ATLAS already holds another invoice for order {report.order_atlas_id} "
+            f"(externalId {in_atlas or 'empty'}); an order has one invoice.",
+            atlas_response_json=step.response_json if step is not None else "",
             claimed_until=None,
         )
     elif step is not None and step.status == WriteBackStep.Status.DONE:
@@ -923,12 +1025,25 @@ def invoice_report_deliver(
     return report
 
 
+def _step_invoice_external_id(step: WriteBackStep | None) -> str | None:
+    """The externalId of the ATLAS invoice a done invoice step recorded ("" when it has none);
+    None when the step is not done or recorded nothing readable."""
+    if step is None or step.status != WriteBackStep.Status.DONE or not step.response_json:
+        return None
+    try:
+        raw = wire.loads(step.response_json)
+    except ValueError:
+        return None
+    return (raw.get("externalId") or "") if isinstance(raw, dict) else None
+
+
 def invoice_report_retry(*, report: InvoiceReport) -> InvoiceReport:
     InvoiceReport.objects.filter(
         pk=report.pk, state__in=[CallbackState.FAILED, CallbackState.REJECTED]
     ).update(state=CallbackState.FAILED, next_attempt_at=None, claimed_until=None)
     transaction.on_commit(
-        lambda: _enqueue("ledger_sync.tasks.invoice_report_deliver_task")(report.pk)
+        lambda: _enqueue("ledger_sync.tasks.invoice_report_deliver_task")(report.pk),
+        robust=True,
     )
     report.refresh_from_db()
     return report

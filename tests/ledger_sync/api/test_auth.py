@@ -155,11 +155,29 @@ def test_production_settings_refuse_plain_http_on_the_api(monkeypatch):
     import re
 
     monkeypatch.setenv("SECRET_KEY", "a-production-secret-for-this-test-only")
-    production = importlib.import_module("config.settings.production")
+    monkeypatch.setenv("ATLAS_WEBHOOK_SECRET", "a-webhook-secret-for-this-test-only")
+    production = importlib.reload(importlib.import_module("config.settings.production"))
 
     assert production.API_REQUIRE_HTTPS is True
     assert production.SECURE_SSL_REDIRECT is True
     assert any(re.search(p, "api/payments/") for p in production.SECURE_REDIRECT_EXEMPT)
+
+
+@pytest.mark.parametrize("secret", [None, "sandbox-webhook-secret", "short"])
+def test_production_settings_require_a_real_webhook_secret(monkeypatch, secret):
+    import importlib
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    monkeypatch.setenv("SECRET_KEY", "a-production-secret-for-this-test-only")
+    if secret is None:
+        monkeypatch.delenv("ATLAS_WEBHOOK_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("ATLAS_WEBHOOK_SECRET", secret)
+    module = importlib.import_module("config.settings.production")
+
+    with pytest.raises(ImproperlyConfigured):
+        importlib.reload(module)
 
 
 def test_with_https_required_the_api_answers_403_where_the_site_redirects(make_token, settings):

@@ -20,6 +20,7 @@ from ledger_sync.models import (
     WriteBackStep,
 )
 from ledger_sync.models.inbound import CallbackState
+from ledger_sync.services import payments
 from ledger_sync.services.atlas_mirror import atlas_mirror_records
 from ledger_sync.services.writeback import WAITING_FOR_ERP_INVOICE
 from tests.factories.journals import JournalFactory
@@ -199,3 +200,63 @@ def test_atlas_down_keeps_the_report_and_the_sweep_delivers_it(
     stored.refresh_from_db()
     assert stored.state == CallbackState.WRITTEN_TO_ATLAS
     assert len(atlas_sandbox.app.calls_to("/api/Invoice/Post")) == 1
+
+
+def _hand_made_invoice_in_atlas(atlas_sandbox, order: Order, *, mirror: bool) -> int:
+    client = atlas_client_for(atlas_sandbox)
+    (created,) = client.post_invoices(
+        [
+            {
+                "orderId": order.atlas_id,
+                "externalId": "HAND-1",
+                "invoiceNumber": "MANUAL-1",
+                "amount": abs(order.total_amount),
+                "invoiceDate": "2026-04-01T00:00:00",
+                "dueDate": "2026-04-30T00:00:00",
+                "isPaid": False,
+            }
+        ]
+    ).records
+    if mirror:
+        atlas_mirror_records(
+            client=client, entity="Invoice", atlas_ids=[created.id], trigger="command"
+        )
+    atlas_sandbox.app.reset_calls()
+    return created.id
+
+
+def test_an_order_atlas_already_invoiced_under_another_id_is_422(
+    atlas_sandbox, posted_order, token
+):
+    _hand_made_invoice_in_atlas(atlas_sandbox, posted_order, mirror=True)
+
+    response = send(token, report(posted_order))
+
+    assert response.status_code == 422
+    assert (response.json()["error"]["field"], response.json()["error"]["code"]) == (
+        "order",
+        "already_invoiced",
+    )
+    assert "HAND-1" in response.json()["error"]["message"]
+    assert not InvoiceReport.objects.exists()
+    assert atlas_sandbox.app.calls_to("/api/Invoice/Post") == []
+
+
+def test_another_invoice_found_by_the_write_back_rejects_the_report(
+    atlas_sandbox, posted_order, token, monkeypatch
+):
+    """The mirror learns of ATLAS's own invoice only after the report was accepted: the report
+    is not claimed as written (ATLAS never got ERP-INV-77), and ATLAS keeps one invoice."""
+    queued: list[int] = []
+    monkeypatch.setattr(payments, "_enqueue", lambda func: queued.append)
+    assert send(token, report(posted_order)).status_code == 202
+    atlas_id = _hand_made_invoice_in_atlas(atlas_sandbox, posted_order, mirror=True)
+
+    payments.invoice_report_deliver(report_id=queued[0], client=atlas_client_for(atlas_sandbox))
+
+    stored = InvoiceReport.objects.get()
+    assert stored.state == CallbackState.REJECTED
+    assert "HAND-1" in stored.last_error
+    assert atlas_sandbox.app.calls_to("/api/Invoice/Post") == []
+    invoices = atlas_sandbox.app.dataset.invoices.values()
+    assert [i["id"] for i in invoices if i["orderId"] == posted_order.atlas_id] == [atlas_id]

@@ -19,6 +19,7 @@ from ledger_sync.models import (
 )
 from ledger_sync.models.inbound import CallbackState
 from ledger_sync.services.inbound import inbound_sweep
+from ledger_sync.services.order_states import transition_allowed
 from ledger_sync.services.payments import payment_confirmation_deliver
 from tests.ledger_sync.api.conftest import bearer
 from tests.ledger_sync.api.payment_support import payable_invoice
@@ -139,6 +140,34 @@ def test_the_same_request_again_answers_200_with_the_same_result(atlas_sandbox, 
     assert {k: again.json()[k] for k in stable} == {k: first.json()[k] for k in stable}
     assert PaymentConfirmation.objects.count() == 1
     assert len(atlas_sandbox.app.calls_to("/api/Payment/Post")) == 1
+
+
+def test_a_semantically_equal_body_is_the_same_request(atlas_sandbox, invoice, token):
+    """ "Same body" is the same payment, not the same bytes: key order, white space, an amount
+    as a number or a string with trailing zeros, the currency's case and a midnight datetime
+    for the date do not make a new request (documented in the API description)."""
+    first = pay(token, payment(invoice, amount=Decimal("400.50")))
+    currency, invoice_id = invoice.currency.lower(), invoice.external_id
+    raw = (
+        f'{{ "paymentDate": "2026-11-01T00:00:00",\n  "currency": "{currency}",\n'
+        f'  "amount": "400.500", "invoiceExternalId": "{invoice_id}", "externalId": "PAY-1" }}'
+    ).encode()
+
+    again = pay(token, raw)
+
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json()["amount"] == "400.50"
+    assert PaymentConfirmation.objects.count() == 1
+    assert len(atlas_sandbox.app.calls_to("/api/Payment/Post")) == 1
+
+
+def test_naming_the_invoice_another_way_is_a_different_request(atlas_sandbox, invoice, token):
+    pay(token, payment(invoice))
+    body = payment(invoice)
+    del body["invoiceExternalId"]
+    body["invoiceId"] = invoice.atlas_id
+
+    assert pay(token, body).status_code == 409
 
 
 def test_the_same_external_id_with_another_body_is_a_conflict(atlas_sandbox, invoice, token):
@@ -423,3 +452,135 @@ def test_concurrent_payments_to_one_invoice_never_overpay_it(invoice, token):
 
     assert sorted(codes) == [202, 422, 422, 422]
     assert PaymentConfirmation.objects.count() == 1
+
+
+@pytest.mark.parametrize("state", [OrderState.POSTED, OrderState.ERP_CODE_WRITTEN])
+def test_a_payment_before_the_write_back_finished_leaves_the_order_to_it(
+    atlas_sandbox, token, settings, state
+):
+    """The invoice is already in ATLAS but the order's own write-back has not finished: paying
+    it must not move the order past the states its erpCode/invoice write-back runs from. It
+    becomes PAID once the write-back made it INVOICED."""
+    settings.ATLAS_MAX_RETRIES = 0
+    invoice = payable_invoice(atlas_sandbox, state=state)
+
+    response = pay(token, payment(invoice, amount=invoice.amount))
+
+    assert response.status_code == 202
+    assert PaymentConfirmation.objects.get().state == CallbackState.WRITTEN_TO_ATLAS
+    assert InvoiceSettlement.objects.get().state == InvoiceSettlement.State.DONE
+    order_sync = OrderSync.objects.get()
+    assert order_sync.state == state
+    assert transition_allowed(from_state=order_sync.state, to_state=OrderState.INVOICED)
+
+    OrderSync.objects.update(state=OrderState.INVOICED)  # what the write-back does next
+    report = inbound_sweep(now=timezone.now())
+
+    assert report.order_states == 1
+    assert OrderSync.objects.get().state == OrderState.PAID
+    assert inbound_sweep(now=timezone.now()).order_states == 0
+
+
+def test_a_partial_payment_before_the_write_back_finished_is_caught_up(
+    atlas_sandbox, token, settings
+):
+    settings.ATLAS_MAX_RETRIES = 0
+    invoice = payable_invoice(atlas_sandbox, state=OrderState.ERP_CODE_WRITTEN)
+
+    pay(token, payment(invoice, amount=Decimal("1.00")))
+
+    assert OrderSync.objects.get().state == OrderState.ERP_CODE_WRITTEN
+    OrderSync.objects.update(state=OrderState.INVOICED)
+    inbound_sweep(now=timezone.now())
+    assert OrderSync.objects.get().state == OrderState.PARTIALLY_PAID
+
+
+def test_a_failing_queue_still_accepts_a_stored_payment(atlas_sandbox, invoice, token, monkeypatch):
+    def broken_queue(pk: int) -> None:
+        raise ConnectionError("broker unavailable")
+
+    monkeypatch.setattr("ledger_sync.services.payments._enqueue", lambda func: broken_queue)
+
+    response = pay(token, payment(invoice))
+
+    assert response.status_code == 202
+    assert PaymentConfirmation.objects.get().state == CallbackState.ACCEPTED
+    inbound_sweep(now=timezone.now() + timedelta(minutes=1))
+    assert PaymentConfirmation.objects.get().state == CallbackState.WRITTEN_TO_ATLAS
+
+
+class _AnswerLostAfterPaymentPost:
+    """ATLAS saves the payment but the answer never arrives: the client raises a timeout with
+    outcome_unknown=True (it never resends a create itself)."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def post_payments(self, records):
+        from integration.atlas.errors import AtlasTimeoutError
+
+        self._client.post_payments(records)
+        error = AtlasTimeoutError("no answer in 30 s", endpoint="/api/Payment/Post")
+        error.outcome_unknown = True
+        raise error
+
+
+def test_a_payment_whose_answer_was_lost_is_looked_up_not_created_again(
+    atlas_sandbox, invoice, token, monkeypatch
+):
+    from tests.ledger_sync.api.payment_support import atlas_client_for
+
+    monkeypatch.setattr("ledger_sync.services.payments._enqueue", lambda func: lambda pk: None)
+    pay(token, payment(invoice, amount=invoice.amount))
+    stored = PaymentConfirmation.objects.get()
+
+    payment_confirmation_deliver(
+        confirmation_id=stored.pk,
+        client=_AnswerLostAfterPaymentPost(atlas_client_for(atlas_sandbox)),
+    )
+
+    stored.refresh_from_db()
+    # Retried automatically (not left for a person), and visible as such.
+    assert stored.state == CallbackState.FAILED
+    assert stored.next_attempt_at is not None
+    assert "look them up" in stored.last_error or "no answer" in stored.last_error
+
+    inbound_sweep(now=stored.next_attempt_at + timedelta(seconds=1))
+
+    stored.refresh_from_db()
+    assert stored.state == CallbackState.WRITTEN_TO_ATLAS
+    assert len(atlas_sandbox.app.calls_to("/api/Payment/Post")) == 1
+    in_atlas = atlas_client_for(atlas_sandbox).get_payments_by_invoice_ids([invoice.atlas_id])
+    assert [p.external_id for p in in_atlas.records] == ["PAY-1"]
+    assert stored.atlas_payment_id == in_atlas.records[0].id
+    assert atlas_sandbox.app.dataset.invoices[invoice.atlas_id]["isPaid"] is True
+    assert len(atlas_sandbox.app.calls_to("/api/Invoice/Post")) == 1
+
+
+def test_one_record_failing_unexpectedly_does_not_stop_the_sweep(
+    atlas_sandbox, invoice, token, monkeypatch
+):
+    from ledger_sync.services import payments
+
+    monkeypatch.setattr(payments, "_enqueue", lambda func: lambda pk: None)
+    pay(token, payment(invoice, "PAY-1", amount=Decimal("100.00")))
+    pay(token, payment(invoice, "PAY-2", amount=Decimal("100.00")))
+    first, second = PaymentConfirmation.objects.order_by("received_at", "pk")
+    deliver = payments.payment_confirmation_deliver
+
+    def poisoned(*, confirmation_id, **kwargs):
+        if confirmation_id == first.pk:
+            raise RuntimeError("a bug in one record")
+        return deliver(confirmation_id=confirmation_id, **kwargs)
+
+    monkeypatch.setattr(payments, "payment_confirmation_deliver", poisoned)
+
+    report = inbound_sweep(now=timezone.now() + timedelta(minutes=1))
+
+    assert report.payments == 1
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.state, second.state) == (CallbackState.ACCEPTED, CallbackState.WRITTEN_TO_ATLAS)

@@ -8,9 +8,13 @@ from django.utils import timezone
 
 from integration.gotransverse.client import GotransverseClient
 from ledger_sync.models import InboundDelivery, Journal, OrderState, OrderSync
+from ledger_sync.services.atlas_mirror import atlas_mirror_records
 from ledger_sync.services.gotransverse_mirror import gotransverse_mirror_run
 from ledger_sync.services.inbound import inbound_delivery_replay, inbound_sweep
+from ledger_sync.services.journals import order_build_journal, orders_select_candidates
+from ledger_sync.services.matching import counterparty_propose_matches
 from tests.ledger_sync.api.conftest import order_event
+from tests.ledger_sync.api.payment_support import atlas_client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,7 +43,7 @@ def world(atlas_sandbox, gotransverse_sandbox, settings):
     return atlas_sandbox, gotransverse_sandbox, order_id
 
 
-def _clean_ready_order(dataset) -> int:
+def _clean_ready_order(dataset, *, skip: frozenset[int] = frozenset()) -> int:
     broken = {oid for ids in dataset.broken.values() for oid in ids}
     with_invoice = {invoice["orderId"] for invoice in dataset.invoices.values()}
     for order_id, order in sorted(dataset.orders.items()):
@@ -49,12 +53,30 @@ def _clean_ready_order(dataset) -> int:
             and not order["erpCode"]
             and order_id not in broken
             and order_id not in with_invoice
+            and order_id not in skip
             and items
             and all(item["status"] == 2 for item in items)
             and all(item["cashflow"] == 0 for item in items)
         ):
             return order_id
     raise AssertionError("the sandbox has no clean order in the trigger status")
+
+
+def _clone_order(app, order_id: int) -> int:
+    """A second clean order in the trigger status: a copy of `order_id` with its own ids."""
+    dataset = app.dataset
+    new_id = max(dataset.orders) + 1
+    dataset.orders[new_id] = {
+        **dataset.orders[order_id],
+        "id": new_id,
+        "documentReference": f"SO-CLONE-{new_id}",
+    }
+    next_item = max(dataset.order_items) + 1
+    for item in [i for i in dataset.order_items.values() if i["orderId"] == order_id]:
+        dataset.order_items[next_item] = {**item, "id": next_item, "orderId": new_id}
+        next_item += 1
+    app._build_indexes()
+    return new_id
 
 
 def _paths(atlas) -> list[str]:
@@ -73,21 +95,14 @@ def test_the_task_refetches_the_order_from_atlas_and_runs_the_pipeline(world, po
     reads = [c for c in atlas.app.calls if "/Get" in c.path]
     counterparty_id = atlas.app.dataset.orders[order_id]["counterpartyId"]
     assert [(c.path, c.body) for c in reads[:5]] == [
+        # The order and its items in one mirror run: one GetByOrderIds call, no GetByIds.
         ("/api/Order/GetByIds", {"data": [order_id]}),
+        ("/api/OrderItem/GetByOrderIds", {"data": [order_id]}),
         # Not mirrored yet: read, then the order again so that it links to it.
         ("/api/Counterparty/GetByIds", {"data": [counterparty_id]}),
         ("/api/Order/GetByIds", {"data": [order_id]}),
-        ("/api/OrderItem/GetByOrderIds", {"data": [order_id]}),
-        (
-            "/api/OrderItem/GetByIds",
-            {
-                "data": sorted(
-                    i["id"]
-                    for i in atlas.app.dataset.order_items.values()
-                    if i["orderId"] == order_id
-                )
-            },
-        ),
+        # Then the write-back's own invoice lookup: the re-fetch made four reads.
+        ("/api/Invoice/GetByExternalIds", reads[4].body),
     ]
     order_sync = OrderSync.objects.get(order__atlas_id=order_id)
     assert order_sync.state == OrderState.INVOICED, order_sync.blocked_message
@@ -98,6 +113,57 @@ def test_the_task_refetches_the_order_from_atlas_and_runs_the_pipeline(world, po
         order_id
     ]
     assert f"Order {order_id}" in delivery.result and "invoiced" in delivery.result
+
+
+def test_a_known_counterparty_costs_two_atlas_reads(world, post_webhook):
+    atlas, _, order_id = world
+    counterparty_id = atlas.app.dataset.orders[order_id]["counterpartyId"]
+    atlas_mirror_records(
+        client=atlas_client_for(atlas),
+        entity="Counterparty",
+        atlas_ids=[counterparty_id],
+        trigger="command",
+    )
+    atlas.app.reset_calls()
+
+    post_webhook(order_event(order_id))
+
+    assert InboundDelivery.objects.get().state == InboundDelivery.State.PROCESSED
+    reads = [c.path for c in atlas.app.calls if "/Get" in c.path]
+    assert reads[:2] == ["/api/Order/GetByIds", "/api/OrderItem/GetByOrderIds"]
+    assert "/api/OrderItem/GetByIds" not in reads and "/api/Counterparty/GetByIds" not in reads
+
+
+def test_the_webhook_posts_only_its_own_order(world, post_webhook):
+    """Another order that is postable (built, not yet posted) is left to the cycle: a webhook
+    about order A must not send order B's journal to the AR Ledger."""
+    atlas, ledger, order_id = world
+    third_id = _clone_order(atlas.app, order_id)
+    client = atlas_client_for(atlas)
+    atlas_mirror_records(
+        client=client, entity="Order", atlas_ids=[third_id], trigger="command", with_items=True
+    )
+    atlas_mirror_records(
+        client=client,
+        entity="Counterparty",
+        atlas_ids=[atlas.app.dataset.orders[third_id]["counterpartyId"]],
+        trigger="command",
+    )
+    atlas_mirror_records(client=client, entity="Order", atlas_ids=[third_id], trigger="command")
+    counterparty_propose_matches()
+    orders_select_candidates(actor="test")
+    waiting = OrderSync.objects.get(order__atlas_id=third_id)
+    order_build_journal(order_sync=waiting, actor="test")
+    waiting.refresh_from_db()
+    assert waiting.state == OrderState.JOURNAL_BUILT, waiting.blocked_message
+    transactions_before = len(ledger.app.transactions)
+
+    post_webhook(order_event(order_id))
+
+    assert OrderSync.objects.get(order__atlas_id=order_id).state == OrderState.INVOICED
+    waiting.refresh_from_db()
+    assert waiting.state == OrderState.JOURNAL_BUILT
+    assert len(ledger.app.transactions) == transactions_before + 1
 
 
 def test_a_duplicate_and_a_replay_book_nothing_twice(world, post_webhook):

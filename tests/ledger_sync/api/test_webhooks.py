@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import threading
+from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connection, connections
 from django.test import Client
+from django.utils import timezone
 
 from integration import wire
+from ledger_sync.api.views import AtlasWebhookView
 from ledger_sync.models import InboundDelivery
+from ledger_sync.services import inbound
+from ledger_sync.services.inbound import inbound_delivery_process
 from tests.ledger_sync.api.conftest import order_event, sign
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -95,13 +103,19 @@ def test_same_order_with_a_later_timestamp_is_a_new_delivery(post_webhook, queue
     assert len(queued) == 2
 
 
-def test_a_delivery_id_header_is_the_dedup_key(post_webhook, queued):
-    headers = {"X-Atlas-Delivery-Id": "d-1"}
-    post_webhook(order_event(210), headers=headers)
-    again = post_webhook(order_event(210, timestamp="2026-04-01T09:00:00Z"), headers=headers)
+def test_an_unsigned_delivery_id_header_does_not_make_a_copy_new(post_webhook, queued):
+    """The signature covers the body only: a replayed copy with another delivery id header is
+    still the same event, and a new event is not hidden by reusing an id."""
+    post_webhook(order_event(210), headers={"X-Atlas-Delivery-Id": "d-1"})
+    replayed = post_webhook(order_event(210), headers={"X-Atlas-Delivery-Id": "d-2"})
+    later = post_webhook(
+        order_event(210, timestamp="2026-04-01T09:00:00Z"), headers={"X-Atlas-Delivery-Id": "d-1"}
+    )
 
-    assert again.json()["status"] == "duplicate"
-    assert InboundDelivery.objects.get().dedup_key == "delivery:d-1"
+    assert replayed.json()["status"] == "duplicate"
+    assert later.json()["status"] == "accepted"
+    assert InboundDelivery.objects.count() == 2
+    assert InboundDelivery.objects.order_by("pk").first().headers["X-Atlas-Delivery-Id"] == "d-1"
 
 
 def test_two_copies_arriving_at_the_same_moment_are_stored_once(post_webhook, queued):
@@ -204,3 +218,113 @@ def test_plain_http_is_refused_when_https_is_required(post_webhook, queued, sett
     assert plain.json()["error"]["code"] == "https_required"
     assert secure.status_code == 200
     assert InboundDelivery.objects.count() == 1
+
+
+def _asgi_request(body: bytes, *, headers: dict[str, str]) -> Any:
+    """What an ASGI server hands Django for a chunked upload: the whole body, buffered, and no
+    Content-Length header to check it against."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/webhooks/atlas/",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+    return ASGIRequest(scope, io.BytesIO(body))
+
+
+def test_a_body_over_the_limit_without_content_length_is_refused(queued, settings):
+    settings.API_MAX_BODY_BYTES = 1024
+    body = wire.dumps(order_event(210, padding="x" * 2000)).encode()
+    request = _asgi_request(
+        body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Atlas-Signature": sign(body, settings.ATLAS_WEBHOOK_SECRET),
+        },
+    )
+
+    response = AtlasWebhookView.as_view()(request)
+
+    assert response.status_code == 413
+    assert not InboundDelivery.objects.exists()
+    assert queued == []
+
+
+def test_a_body_within_the_limit_without_content_length_is_accepted(queued, settings):
+    body = wire.dumps(order_event(210)).encode()
+    request = _asgi_request(
+        body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Atlas-Signature": sign(body, settings.ATLAS_WEBHOOK_SECRET),
+        },
+    )
+
+    response = AtlasWebhookView.as_view()(request)
+
+    assert response.status_code == 200
+    assert InboundDelivery.objects.get().raw_body == body.decode()
+
+
+@pytest.mark.parametrize("next_attempt_in", [timedelta(minutes=5), None])
+def test_a_second_copy_of_the_task_does_not_retry_a_failure_early(next_attempt_in):
+    """django-q2 may hand a task out twice: a copy arriving while the delivery waits for its
+    backoff (or after it was given up, waiting for a person) does nothing."""
+    now = timezone.now()
+    delivery = InboundDelivery.objects.create(
+        dedup_key="event:x",
+        event_type="order.status_changed",
+        entity_type="Order",
+        entity_id=210,
+        new_status="Approved order by ETRM",
+        raw_body="{}",
+        received_at=now,
+        state=InboundDelivery.State.FAILED,
+        attempts=1,
+        last_error="ATLAS down",
+        next_attempt_at=now + next_attempt_in if next_attempt_in else None,
+    )
+
+    def fail(*args, **kwargs):
+        raise AssertionError("processed again")
+
+    result = inbound_delivery_process(delivery_id=delivery.pk, atlas_client=fail, now=now)
+
+    assert result is not None
+    assert (result.state, result.attempts) == (InboundDelivery.State.FAILED, 1)
+
+
+def test_a_failing_queue_still_acknowledges_a_stored_delivery(post_webhook, monkeypatch):
+    """The delivery is stored before the answer; if queueing its task fails, ATLAS still gets
+    200 (else it would resend) and the sweep processes the RECEIVED delivery later."""
+
+    def broken_queue(delivery_id: int) -> None:
+        raise ConnectionError("broker unavailable")
+
+    monkeypatch.setattr(inbound, "_enqueue_delivery", broken_queue)
+
+    response = post_webhook(order_event(210))
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "accepted"
+    assert InboundDelivery.objects.get().state == InboundDelivery.State.RECEIVED
+
+
+@pytest.mark.parametrize("entity_id", [2**63, 10**30])
+def test_an_entity_id_beyond_any_atlas_id_is_a_400_not_a_crash(post_webhook, queued, entity_id):
+    response = post_webhook(order_event(entity_id))
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "entityId"
+    assert not InboundDelivery.objects.exists()
+
+
+def test_a_nul_character_in_a_text_field_is_a_400_not_a_crash(post_webhook, queued):
+    response = post_webhook(order_event(210, newStatus="Approved\u0000"))
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "newStatus"
+    assert not InboundDelivery.objects.exists()
