@@ -146,6 +146,12 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# The API's per-client throttles count in this cache. The default (local memory) counts per
+# process; with several gunicorn workers or machines set CACHE_URL to a shared cache:
+# dbcache://ledger_sync_cache (after `manage.py createcachetable`), or redis://… with the
+# redis package installed.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
 # --- ATLAS ETRM -------------------------------------------------------------------------------
 ATLAS_BASE_URL = env("ATLAS_BASE_URL", default="http://127.0.0.1:8101")
 ATLAS_USERNAME = env("ATLAS_USERNAME", default="ledger-sync")
