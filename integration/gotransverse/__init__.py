@@ -1,4 +1,4 @@
-"""Client for the Gotransverse AR Ledger API 3.10 (see /work/shared/specs/004_*.txt)."""
+"""Client for the Gotransverse AR Ledger API 3.10 (see ../shared/specs/004_*.txt)."""
 
 from integration.gotransverse.client import ClientStats, GotransverseClient
 from integration.gotransverse.errors import (
