@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, Self, TypeVar
 
+from integration import records as shared
 from integration.wire import canonical
 
 ITEM_STATUS_CALCULATED = 0
@@ -23,38 +24,19 @@ CASHFLOW_ACTIVE = 0
 CASHFLOW_PASSIVE = 1
 
 
-class RecordError(ValueError):
+class RecordError(shared.RecordError):
     """One ATLAS record could not be read. Carries what a person needs to find and fix it."""
 
-    def __init__(self, entity: str, record_id: Any, field_name: str, problem: str, raw: Any = None):
-        self.entity = entity
-        self.record_id = record_id
-        self.field = field_name
-        self.problem = problem
-        self.raw = raw
-        where = f"{entity} {record_id}" if record_id is not None else f"{entity} (no id)"
-        super().__init__(f"{where}: field '{field_name}' {problem}")
 
+class _Reader(shared.FieldReader):
+    """Reads fields of one raw ATLAS record: fields are required unless marked optional."""
 
-class _Reader:
-    """Reads fields of one raw record, raising RecordError with the record's identity."""
+    error = RecordError
+    missing_hint = "is missing; ATLAS must send it for every record"
 
-    def __init__(self, entity: str, raw: Any):
-        if not isinstance(raw, Mapping):
-            raise RecordError(entity, None, "(record)", "is not a JSON object", raw)
-        self.entity = entity
-        self.raw = raw
-        rid = raw.get("id")
-        self.record_id = rid if isinstance(rid, int) and not isinstance(rid, bool) else None
-
-    def fail(self, name: str, problem: str) -> RecordError:
-        return RecordError(self.entity, self.record_id, name, problem, self.raw)
-
-    def _get(self, name: str, required: bool) -> Any:
-        value = self.raw.get(name)
-        if value is None and required:
-            raise self.fail(name, "is missing; ATLAS must send it for every record")
-        return value
+    def identify(self, raw_id: Any, fallback: Any) -> Any:
+        # Only a real integer is an ATLAS id worth naming in an error.
+        return raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else None
 
     def int(self, name: str, *, required: bool = True) -> int | None:
         value = self._get(name, required)
@@ -82,18 +64,7 @@ class _Reader:
 
     def decimal(self, name: str, *, required: bool = True) -> Decimal | None:
         value = self._get(name, required)
-        if value is None:
-            return None
-        if isinstance(value, bool | float):
-            # A float here means the JSON was parsed without Decimal: refuse, never round.
-            raise self.fail(name, "was read as a binary float; parse with integration.wire")
-        try:
-            number = Decimal(str(value)) if not isinstance(value, Decimal) else value
-        except InvalidOperation:
-            raise self.fail(name, f"must be a number, got {value!r}") from None
-        if not number.is_finite():
-            raise self.fail(name, f"must be a finite number, got {value!r}")
-        return number
+        return None if value is None else self.to_decimal(name, value)
 
     def bool(self, name: str, *, required: bool = True, default: bool | None = None) -> bool | None:
         value = self.raw.get(name)
@@ -134,14 +105,6 @@ class _Reader:
         ):
             raise self.fail(name, f"must be a list of integers, got {value!r}")
         return tuple(value)
-
-    def list(self, name: str) -> list[Any]:
-        value = self.raw.get(name)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail(name, f"must be a list, got {value!r}")
-        return value
 
 
 @dataclass(frozen=True, kw_only=True)

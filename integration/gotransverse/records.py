@@ -16,43 +16,22 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Self
 
+from integration import records as shared
+
 ID_TYPE_TRANSACTION_ID = "TRANSACTION_ID"
 ID_TYPE_SOURCE_TRANSACTION_REFERENCE = "SOURCE_TRANSACTION_REFERENCE"
 ID_TYPES = (ID_TYPE_TRANSACTION_ID, ID_TYPE_SOURCE_TRANSACTION_REFERENCE)
 
 
-class RecordError(ValueError):
+class RecordError(shared.RecordError):
     """One AR Ledger record could not be read. Carries what a person needs to find and fix it."""
 
-    def __init__(self, entity: str, record_id: Any, field_name: str, problem: str, raw: Any = None):
-        self.entity = entity
-        self.record_id = record_id
-        self.field = field_name
-        self.problem = problem
-        self.raw = raw
-        where = f"{entity} {record_id}" if record_id is not None else f"{entity} (no id)"
-        super().__init__(f"{where}: field '{field_name}' {problem}")
 
+class _Reader(shared.FieldReader):
+    """Reads the fields of one raw AR Ledger record: fields are optional unless marked required."""
 
-class _Reader:
-    """Reads the fields of one raw record, raising RecordError with the record's identity."""
-
-    def __init__(self, entity: str, raw: Any, *, record_id: Any = None):
-        if not isinstance(raw, Mapping):
-            raise RecordError(entity, record_id, "(record)", "is not a JSON object", raw)
-        self.entity = entity
-        self.raw = raw
-        rid = raw.get("id")
-        self.record_id = record_id if rid is None else rid
-
-    def fail(self, name: str, problem: str) -> RecordError:
-        return RecordError(self.entity, self.record_id, name, problem, self.raw)
-
-    def _get(self, name: str, required: bool) -> Any:
-        value = self.raw.get(name)
-        if value is None and required:
-            raise self.fail(name, "is missing; the AR Ledger must send it (see the API spec)")
-        return value
+    error = RecordError
+    missing_hint = "is missing; the AR Ledger must send it (see the API spec)"
 
     def int(self, name: str, *, required: bool = False) -> int | None:
         value = self._get(name, required)
@@ -91,9 +70,7 @@ class _Reader:
 
     def decimal(self, name: str, *, required: bool = False) -> Decimal | None:
         value = self._get(name, required)
-        if value is None:
-            return None
-        return _decimal(self, name, value)
+        return None if value is None else self.to_decimal(name, value)
 
     def datetime(self, name: str, *, required: bool = False) -> datetime | None:
         value = self._get(name, required)
@@ -112,14 +89,6 @@ class _Reader:
         if parsed is None:
             raise self.fail(name, f"must be an ISO 8601 date, got {value!r}")
         return parsed
-
-    def list(self, name: str) -> list[Any]:
-        value = self.raw.get(name)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail(name, f"must be a list, got {value!r}")
-        return value
 
     def int_list(self, name: str) -> tuple[int, ...]:
         out = []
@@ -155,7 +124,7 @@ class _Reader:
                 raise self.fail(f"{name}.amount", "is missing; the AR Ledger must send it")
             return None
         return Money(
-            amount=_decimal(self, f"{name}.amount", amount),
+            amount=self.to_decimal(f"{name}.amount", amount),
             currency=None if value.get("currency") is None else str(value["currency"]).upper(),
         )
 
@@ -166,19 +135,6 @@ class _Reader:
             )
             for item in self.list(name)
         )
-
-
-def _decimal(reader: _Reader, name: str, value: Any) -> Decimal:
-    if isinstance(value, bool | float):
-        # A float means the JSON was parsed without Decimal: refuse rather than round.
-        raise reader.fail(name, "was read as a binary float; parse with integration.wire")
-    try:
-        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except InvalidOperation:
-        raise reader.fail(name, f"must be a number, got {value!r}") from None
-    if not number.is_finite():
-        raise reader.fail(name, f"must be a finite number, got {value!r}")
-    return number
 
 
 def parse_datetime(value: Any) -> datetime | None:
@@ -314,12 +270,7 @@ class CalendarYear(GotransverseRecord):
     @classmethod
     def _from_reader(cls, r: _Reader, **_: Any) -> Self:
         year_id = r.int("id", required=True)
-        periods = tuple(
-            AccountingPeriod._from_reader(
-                _Reader(AccountingPeriod.entity, item, record_id=None), year_id=year_id
-            )
-            for item in r.list("accounting-periods")
-        )
+        periods = r.nested("accounting-periods", AccountingPeriod, year_id=year_id)
         return cls(
             id=year_id,
             name=r.str("name"),

@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString
 from django_q.tasks import async_task
 
 from ledger_sync.admin.mirror import change_history_table, raw_json_block
+from ledger_sync.admin.readonly import ReadOnlyAdmin, ReadOnlyPermissions
 from ledger_sync.models import (
     Counterparty,
     CounterpartyCustomFieldValue,
@@ -128,11 +129,9 @@ class ErpCodeFilter(admin.SimpleListFilter):
 # --- base ----------------------------------------------------------------------------------------
 
 
-class AtlasMirrorAdmin(admin.ModelAdmin):
+class AtlasMirrorAdmin(ReadOnlyAdmin):
     """Read-only admin of one mirrored ATLAS model."""
 
-    show_full_result_count = False
-    list_per_page = 100
     actions = ["resync_selected"]
     ordering = ("-atlas_id",)
     record_fields: tuple[str, ...] = ()
@@ -176,15 +175,6 @@ class AtlasMirrorAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return self.get_fields(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Sync state", ordering="sync_state")
     def sync_state_badge(self, obj: Any) -> SafeString:
@@ -267,23 +257,21 @@ def _changelist_link(model_name: str, text: str, **params: Any) -> SafeString:
     return format_html('<a href="{}?{}">{}</a>', url, urlencode(params), text)
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyPermissions, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
     max_num = 0
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    # Foreign keys the rows show, read in the same query (as list_select_related on a list).
+    select_related: tuple[str, ...] = ()
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        return queryset.select_related(*self.select_related) if self.select_related else queryset
 
 
 # --- custom fields -------------------------------------------------------------------------------
@@ -319,9 +307,7 @@ class CustomFieldValueInline(ReadOnlyInline):
     model = CounterpartyCustomFieldValue
     fields = ("custom_field_atlas_id", "name", "definition", "value")
     show_change_link = False
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("definition")
+    select_related = ("definition",)
 
 
 @admin.register(Counterparty)
@@ -397,9 +383,7 @@ class PaymentInline(ReadOnlyInline):
     model = Payment
     fk_name = "order"
     fields = ("atlas_id", "external_id", "invoice", "amount", "payment_date", "sync_state")
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("invoice")
+    select_related = ("invoice",)
 
 
 @admin.register(Order)

@@ -8,6 +8,7 @@ is shown once, on the page that follows its creation (or a rotation), and only i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -18,6 +19,7 @@ from django.template import RequestContext, Template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from ledger_sync.admin.readonly import ReadOnlyAdmin
 from ledger_sync.models import (
     ApiClient,
     InboundDelivery,
@@ -64,22 +66,8 @@ def _pre(text: str) -> SafeString:
     return format_html('<pre style="white-space:pre-wrap;max-width:100em">{}</pre>', text or "—")
 
 
-class _ReadOnly(admin.ModelAdmin):
-    show_full_result_count = False
-    list_per_page = 100
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(InboundDelivery)
-class InboundDeliveryAdmin(_ReadOnly):
+class InboundDeliveryAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "received_at",
@@ -242,7 +230,7 @@ class ApiClientAdmin(admin.ModelAdmin):
         return _token_page(request, client=issued.client, token=issued.token)
 
 
-class _CallbackAdmin(_ReadOnly):
+class _CallbackAdmin(ReadOnlyAdmin):
     list_filter = ("state",)
     search_fields = ("external_id",)
     date_hierarchy = "received_at"
@@ -266,6 +254,15 @@ class _CallbackAdmin(_ReadOnly):
     @admin.display(description="ATLAS answered")
     def atlas_response_pretty(self, obj: Any) -> SafeString:
         return _pre(obj.atlas_response_json)
+
+    def _queue_retries(
+        self, request: HttpRequest, queryset: QuerySet, *, retry: Callable[[Any], Any], noun: str
+    ) -> None:
+        """Queue each selected failed or rejected row again; the others are left as they are."""
+        rows = list(queryset.filter(state__in=[CallbackState.FAILED, CallbackState.REJECTED]))
+        for row in rows:
+            retry(row)
+        self.message_user(request, f"Queued {len(rows)} {noun}(s) for ATLAS.", messages.SUCCESS)
 
 
 @admin.register(PaymentConfirmation)
@@ -313,10 +310,12 @@ class PaymentConfirmationAdmin(_CallbackAdmin):
 
     @admin.action(description="Retry writing to ATLAS (queued)")
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        rows = list(queryset.filter(state__in=[CallbackState.FAILED, CallbackState.REJECTED]))
-        for row in rows:
-            payment_confirmation_retry(confirmation=row)
-        self.message_user(request, f"Queued {len(rows)} payment(s) for ATLAS.", messages.SUCCESS)
+        self._queue_retries(
+            request,
+            queryset,
+            retry=lambda row: payment_confirmation_retry(confirmation=row),
+            noun="payment",
+        )
 
 
 @admin.register(InvoiceReport)
@@ -361,14 +360,16 @@ class InvoiceReportAdmin(_CallbackAdmin):
 
     @admin.action(description="Retry creating in ATLAS (queued)")
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        rows = list(queryset.filter(state__in=[CallbackState.FAILED, CallbackState.REJECTED]))
-        for row in rows:
-            invoice_report_retry(report=row)
-        self.message_user(request, f"Queued {len(rows)} invoice(s) for ATLAS.", messages.SUCCESS)
+        self._queue_retries(
+            request,
+            queryset,
+            retry=lambda row: invoice_report_retry(report=row),
+            noun="invoice",
+        )
 
 
 @admin.register(InvoiceSettlement)
-class InvoiceSettlementAdmin(_ReadOnly):
+class InvoiceSettlementAdmin(ReadOnlyAdmin):
     list_display = (
         "invoice_atlas_id",
         "order_atlas_id",

@@ -13,7 +13,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -23,7 +23,9 @@ from django.utils.safestring import SafeString
 from django_q.tasks import async_task
 
 from integration import wire
+from ledger_sync.admin.readonly import ReadOnlyPermissions
 from ledger_sync.models import (
+    BlockedReason,
     Journal,
     JournalLine,
     OrderItem,
@@ -104,36 +106,39 @@ def _reason_step(
 # --- journals -------------------------------------------------------------------------------------
 
 
-class BlockedReasonFilter(admin.SimpleListFilter):
+class _OrderSyncChoiceFilter(admin.SimpleListFilter):
+    """Journals by one choice field of their order's OrderSync."""
+
+    order_sync_field: str
+    # Not `choices`: SimpleListFilter.choices() renders the options.
+    choice_type: type[models.TextChoices]
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Sequence[tuple[str, str]]:
+        return self.choice_type.choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(**{f"order_sync__{self.order_sync_field}": self.value()})
+        return queryset
+
+
+class BlockedReasonFilter(_OrderSyncChoiceFilter):
     title = "blocked reason"
     parameter_name = "blocked_reason"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> Sequence[tuple[str, str]]:
-        from ledger_sync.models import BlockedReason
-
-        return BlockedReason.choices
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value():
-            return queryset.filter(order_sync__blocked_reason=self.value())
-        return queryset
+    order_sync_field = "blocked_reason"
+    choice_type = BlockedReason
 
 
-class OrderStateFilter(admin.SimpleListFilter):
+class OrderStateFilter(_OrderSyncChoiceFilter):
     title = "order state"
     parameter_name = "order_state"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> Sequence[tuple[str, str]]:
-        return OrderState.choices
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value():
-            return queryset.filter(order_sync__state=self.value())
-        return queryset
+    order_sync_field = "state"
+    choice_type = OrderState
 
 
 @admin.register(Journal)
-class JournalAdmin(_ApproverMixin, admin.ModelAdmin):
+class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
+    # Read-only: posted journals are never edited; corrections are reversals.
     list_display = (
         "source_transaction_reference",
         "order",
@@ -181,15 +186,6 @@ class JournalAdmin(_ApproverMixin, admin.ModelAdmin):
         "retry_selected",
         "rebuild_selected",
     )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # posted journals are never edited; corrections are reversals
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Order", ordering="order_sync__order__atlas_id")
     def order(self, obj: Journal) -> SafeString:
@@ -419,7 +415,7 @@ class WriteBackStepInline(admin.TabularInline):
 
 
 @admin.register(OrderSync)
-class OrderSyncAdmin(_ApproverMixin, admin.ModelAdmin):
+class OrderSyncAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
     list_display = (
         "order_display",
         "counterparty",
@@ -459,15 +455,6 @@ class OrderSyncAdmin(_ApproverMixin, admin.ModelAdmin):
     inlines = (JournalInline, WriteBackStepInline, OrderTransitionInline)
     actions = ("retry_selected", "rebuild_selected")
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @admin.display(description="Order", ordering="order__atlas_id")
     def order_display(self, obj: OrderSync) -> SafeString:
         order = obj.order
@@ -497,7 +484,7 @@ class OrderSyncAdmin(_ApproverMixin, admin.ModelAdmin):
 
 
 @admin.register(WriteBackStep)
-class WriteBackStepAdmin(_ApproverMixin, admin.ModelAdmin):
+class WriteBackStepAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
     list_display = (
         "order",
         "kind",
@@ -530,15 +517,6 @@ class WriteBackStepAdmin(_ApproverMixin, admin.ModelAdmin):
     )
     fields = readonly_fields
     actions = ("retry_selected",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Order", ordering="order_sync__order__atlas_id")
     def order(self, obj: WriteBackStep) -> SafeString:

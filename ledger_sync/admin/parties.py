@@ -27,6 +27,7 @@ from django_q.tasks import async_task
 from import_export.admin import ImportExportModelAdmin
 from import_export.formats import base_formats
 
+from ledger_sync.admin.readonly import ReadOnlyPermissions
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import (
     CounterpartyMapping,
@@ -245,7 +246,7 @@ class HasCandidatesFilter(admin.SimpleListFilter):
 
 
 @admin.register(CounterpartyMatching)
-class CounterpartyMatchingAdmin(_DecisionMixin, admin.ModelAdmin):
+class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.ModelAdmin):
     """Each unmapped ATLAS counterparty beside its best ERP candidates, with the reasons.
 
     A finance lead approves or rejects one candidate with its buttons, or many at once with the
@@ -263,15 +264,6 @@ class CounterpartyMatchingAdmin(_DecisionMixin, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return counterparties_awaiting_decision(queryset=super().get_queryset(request))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[Any]:
         return [
@@ -462,7 +454,7 @@ class CounterpartyMatchingAdmin(_DecisionMixin, admin.ModelAdmin):
 
 
 @admin.register(MatchProposal)
-class MatchProposalAdmin(_DecisionMixin, admin.ModelAdmin):
+class MatchProposalAdmin(_DecisionMixin, ReadOnlyPermissions, admin.ModelAdmin):
     """Every proposal and decision: counterparty and candidate side by side."""
 
     list_display = (
@@ -488,15 +480,6 @@ class MatchProposalAdmin(_DecisionMixin, admin.ModelAdmin):
     actions = ("approve_selected", "reject_selected")
     list_per_page = 100
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="ATLAS counterparty")
     def atlas_side(self, obj: MatchProposal) -> SafeString:
@@ -543,7 +526,7 @@ class MatchProposalAdmin(_DecisionMixin, admin.ModelAdmin):
 
 
 @admin.register(CounterpartyMapping)
-class CounterpartyMappingAdmin(_DecisionMixin, admin.ModelAdmin):
+class CounterpartyMappingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.ModelAdmin):
     list_display = (
         "counterparty_link",
         "erp_code",
@@ -562,15 +545,6 @@ class CounterpartyMappingAdmin(_DecisionMixin, admin.ModelAdmin):
     readonly_fields = [f.name for f in CounterpartyMapping._meta.fields]
     actions = ("retry_write_back",)
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Counterparty", ordering="counterparty__atlas_id")
     def counterparty_link(self, obj: CounterpartyMapping) -> SafeString:
@@ -823,17 +797,8 @@ class CustomFieldMappingAdmin(admin.ModelAdmin):
 
 
 @admin.register(CustomFieldMappingChange)
-class CustomFieldMappingChangeAdmin(admin.ModelAdmin):
+class CustomFieldMappingChangeAdmin(ReadOnlyPermissions, admin.ModelAdmin):
     list_display = ("changed_at", "definition", "before", "after", "changed_by")
     list_filter = ("definition",)
     list_select_related = ("definition", "changed_by")
     readonly_fields = ("definition", "changed_by", "changed_at", "before", "after")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

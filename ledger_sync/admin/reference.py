@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString
 from django_q.tasks import async_task
 
 from ledger_sync.admin.mirror import change_history_table, raw_json_block
+from ledger_sync.admin.readonly import ReadOnlyPermissions
 from ledger_sync.models import (
     AccountingPeriod,
     AccountingYear,
@@ -59,19 +60,10 @@ def _badge(colour: str, text: str) -> SafeString:
 MIRROR_FIELDS = ("sync_state", "sync_error", "first_seen_at", "last_seen_at", "last_changed_at")
 
 
-class MirroredReadOnlyAdmin(admin.ModelAdmin):
+class MirroredReadOnlyAdmin(ReadOnlyPermissions, admin.ModelAdmin):
     """Read-only: the AR Ledger is the system of record for these rows."""
 
     show_full_result_count = False  # a COUNT(*) per page view is what times large lists out
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Raw JSON (as Gotransverse last sent it)")
     def raw_json_pretty(self, obj: Any) -> SafeString:
@@ -377,7 +369,7 @@ class PostingSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(PostingSettingsChange)
-class PostingSettingsChangeAdmin(admin.ModelAdmin):
+class PostingSettingsChangeAdmin(ReadOnlyPermissions, admin.ModelAdmin):
     """The full history of the posting settings (the settings page shows the latest 50)."""
 
     list_display = ("changed_at", "changed_by", "what_changed")
@@ -386,15 +378,6 @@ class PostingSettingsChangeAdmin(admin.ModelAdmin):
     date_hierarchy = "changed_at"
     readonly_fields = ("changed_at", "changed_by", "what_changed", "before", "after")
     exclude = ("changes",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Change")
     def what_changed(self, obj: PostingSettingsChange) -> str:

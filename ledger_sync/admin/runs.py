@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from ledger_sync.admin.mirror import raw_json_block
+from ledger_sync.admin.readonly import ReadOnlyAdmin
 from ledger_sync.models import RecordChange, SyncRun, SyncRunError
 from ledger_sync.selectors.atlas import sync_run_errors
 from ledger_sync.services.atlas_mirror import ENTITIES as ATLAS_ENTITIES
@@ -74,20 +75,6 @@ class SourceFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(source=self.value()) if self.value() else queryset
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    show_full_result_count = False
-    list_per_page = 100
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _count_column(outcome: str) -> Any:

@@ -141,6 +141,38 @@ class ClientApiView(ApiView):
     required_permission: str = ""
 
 
+def _callback_accept(
+    request: Request, *, serializer_class: type[Any], accept: Any, resource: Any
+) -> Response:
+    """Validate a client's callback and hand it to its service, which stores it idempotently:
+    202 when it is new, 200 for a repeat of the same request; Location is its status URL."""
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    row, created = accept(
+        request=serializer.to_request(),
+        raw_body=request._request.body.decode("utf-8", errors="replace"),
+        api_client=request.auth,
+    )
+    body = resource(row, request=request)
+    return Response(
+        body,
+        status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
+        headers={"Location": body["statusUrl"]},
+    )
+
+
+def _callback_status(
+    request: Request, *, model: type[Any], external_id: str, resource: Any, what: str
+) -> Response:
+    """A stored callback by its externalId, or 404."""
+    row = model.objects.filter(external_id=external_id).first()
+    if row is None:
+        return error_response(
+            status_code=404, code="not_found", message=f"No {what} with this externalId."
+        )
+    return Response(resource(row, request=request))
+
+
 # --- webhooks ---------------------------------------------------------------------------------
 
 
@@ -285,18 +317,11 @@ class PaymentsView(ClientApiView):
         tags=["callbacks"],
     )
     def post(self, request: Request) -> Response:
-        serializer = PaymentRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        confirmation, created = payment_confirmation_accept(
-            request=serializer.to_request(),
-            raw_body=request._request.body.decode("utf-8", errors="replace"),
-            api_client=request.auth,
-        )
-        body = payment_resource(confirmation, request=request)
-        return Response(
-            body,
-            status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
-            headers={"Location": body["statusUrl"]},
+        return _callback_accept(
+            request,
+            serializer_class=PaymentRequestSerializer,
+            accept=payment_confirmation_accept,
+            resource=payment_resource,
         )
 
 
@@ -318,12 +343,13 @@ class PaymentDetailView(ClientApiView):
         tags=["callbacks"],
     )
     def get(self, request: Request, external_id: str) -> Response:
-        confirmation = PaymentConfirmation.objects.filter(external_id=external_id).first()
-        if confirmation is None:
-            return error_response(
-                status_code=404, code="not_found", message="No payment with this externalId."
-            )
-        return Response(payment_resource(confirmation, request=request))
+        return _callback_status(
+            request,
+            model=PaymentConfirmation,
+            external_id=external_id,
+            resource=payment_resource,
+            what="payment",
+        )
 
 
 # --- invoices ---------------------------------------------------------------------------------
@@ -373,18 +399,11 @@ class InvoicesView(ClientApiView):
         tags=["callbacks"],
     )
     def post(self, request: Request) -> Response:
-        serializer = InvoiceReportRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        report, created = invoice_report_accept(
-            request=serializer.to_request(),
-            raw_body=request._request.body.decode("utf-8", errors="replace"),
-            api_client=request.auth,
-        )
-        body = invoice_resource(report, request=request)
-        return Response(
-            body,
-            status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
-            headers={"Location": body["statusUrl"]},
+        return _callback_accept(
+            request,
+            serializer_class=InvoiceReportRequestSerializer,
+            accept=invoice_report_accept,
+            resource=invoice_resource,
         )
 
 
@@ -406,9 +425,10 @@ class InvoiceDetailView(ClientApiView):
         tags=["callbacks"],
     )
     def get(self, request: Request, external_id: str) -> Response:
-        report = InvoiceReport.objects.filter(external_id=external_id).first()
-        if report is None:
-            return error_response(
-                status_code=404, code="not_found", message="No invoice with this externalId."
-            )
-        return Response(invoice_resource(report, request=request))
+        return _callback_status(
+            request,
+            model=InvoiceReport,
+            external_id=external_id,
+            resource=invoice_resource,
+            what="invoice",
+        )

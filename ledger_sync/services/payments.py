@@ -277,9 +277,9 @@ def payment_confirmation_accept(
     PAYMENT_OVERPAYMENT_TOLERANCE.
     """
     fingerprint = request.fingerprint()
-    existing = PaymentConfirmation.objects.filter(external_id=request.external_id).first()
-    if existing is not None:
-        return _same_or_conflict(existing, fingerprint, "payment"), False
+    repeat = _repeat_of(PaymentConfirmation, request.external_id, fingerprint, "payment")
+    if repeat is not None:
+        return repeat, False
 
     _check_money(request.amount)
     # "Today" wherever the payer is: the date on the first side of the date line (UTC+14), so a
@@ -352,15 +352,22 @@ def payment_confirmation_accept(
             transaction.on_commit(lambda: queue(confirmation.pk), robust=True)
     except IntegrityError:
         # The same externalId was stored by a concurrent request: answer as for a repeat.
-        existing = PaymentConfirmation.objects.filter(external_id=request.external_id).first()
-        if existing is None:
+        repeat = _repeat_of(PaymentConfirmation, request.external_id, fingerprint, "payment")
+        if repeat is None:
             raise
-        return _same_or_conflict(existing, fingerprint, "payment"), False
+        return repeat, False
     logger.info(
         "payment.accepted",
         extra={"confirmation": confirmation.pk, "invoice": invoice.atlas_id},
     )
     return confirmation, True
+
+
+def _repeat_of(model: type[Any], external_id: str, fingerprint: str, what: str) -> Any:
+    """The row stored for this externalId when the request is a repeat; None when it is new.
+    Raises IdempotencyConflict when the externalId was used with other content."""
+    existing = model.objects.filter(external_id=external_id).first()
+    return None if existing is None else _same_or_conflict(existing, fingerprint, what)
 
 
 def _same_or_conflict(existing: Any, fingerprint: str, what: str) -> Any:
@@ -540,17 +547,36 @@ def _callback_failed(model: type[Any], row: Any, *, error: Exception, record: di
     )
 
 
+def _callback_retry(row: Any, *, task: str) -> Any:
+    """A failed or rejected callback (payment or invoice report) back to FAILED with no wait,
+    and its delivery queued; the row as it is now. Other states are not changed."""
+    type(row).objects.filter(
+        pk=row.pk, state__in=[CallbackState.FAILED, CallbackState.REJECTED]
+    ).update(state=CallbackState.FAILED, next_attempt_at=None, claimed_until=None)
+    transaction.on_commit(lambda: _enqueue(task)(row.pk), robust=True)
+    row.refresh_from_db()
+    return row
+
+
+def _callbacks_due(model: type[Any], *, now: datetime, limit: int) -> list[int]:
+    """Callbacks to deliver: accepted ones past the grace the accepting request queued them
+    in, and failed ones whose backoff is over; not claimed by a live worker, attempts left."""
+    return list(
+        model.objects.filter(
+            Q(state=CallbackState.ACCEPTED, received_at__lt=now - ACCEPTED_GRACE)
+            | Q(state=CallbackState.FAILED)
+            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        )
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .filter(attempts__lt=settings.INBOUND_MAX_ATTEMPTS)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
 def payment_confirmation_retry(*, confirmation: PaymentConfirmation) -> PaymentConfirmation:
     """A person asks for a failed or rejected payment to be written again (admin): queued."""
-    PaymentConfirmation.objects.filter(
-        pk=confirmation.pk, state__in=[CallbackState.FAILED, CallbackState.REJECTED]
-    ).update(state=CallbackState.FAILED, next_attempt_at=None, claimed_until=None)
-    transaction.on_commit(
-        lambda: _enqueue("ledger_sync.tasks.payment_confirmation_deliver_task")(confirmation.pk),
-        robust=True,
-    )
-    confirmation.refresh_from_db()
-    return confirmation
+    return _callback_retry(confirmation, task="ledger_sync.tasks.payment_confirmation_deliver_task")
 
 
 def payment_invoice_checks_due(*, now: datetime, limit: int) -> list[int]:
@@ -566,17 +592,7 @@ def payment_invoice_checks_due(*, now: datetime, limit: int) -> list[int]:
 
 
 def payment_confirmations_due(*, now: datetime, limit: int) -> list[int]:
-    return list(
-        PaymentConfirmation.objects.filter(
-            Q(state=CallbackState.ACCEPTED, received_at__lt=now - ACCEPTED_GRACE)
-            | Q(state=CallbackState.FAILED)
-            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        )
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .filter(attempts__lt=settings.INBOUND_MAX_ATTEMPTS)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+    return _callbacks_due(PaymentConfirmation, now=now, limit=limit)
 
 
 # --- settling invoices ----------------------------------------------------------------------------
@@ -825,9 +841,9 @@ def invoice_report_accept(
     from ledger_sync.services.order_states import POSTED_STATES
 
     fingerprint = request.fingerprint()
-    existing = InvoiceReport.objects.filter(external_id=request.external_id).first()
-    if existing is not None:
-        return _same_or_conflict(existing, fingerprint, "invoice"), False
+    repeat = _repeat_of(InvoiceReport, request.external_id, fingerprint, "invoice")
+    if repeat is not None:
+        return repeat, False
     _check_money(request.amount)
     if request.due_date < request.invoice_date:
         raise CallbackRejected(
@@ -932,10 +948,10 @@ def invoice_report_accept(
             queue = enqueue or _enqueue("ledger_sync.tasks.invoice_report_deliver_task")
             transaction.on_commit(lambda: queue(report.pk), robust=True)
     except IntegrityError:
-        existing = InvoiceReport.objects.filter(external_id=request.external_id).first()
-        if existing is None:
+        repeat = _repeat_of(InvoiceReport, request.external_id, fingerprint, "invoice")
+        if repeat is None:
             raise
-        return _same_or_conflict(existing, fingerprint, "invoice"), False
+        return repeat, False
     return report, True
 
 
@@ -1038,26 +1054,8 @@ def _step_invoice_external_id(step: WriteBackStep | None) -> str | None:
 
 
 def invoice_report_retry(*, report: InvoiceReport) -> InvoiceReport:
-    InvoiceReport.objects.filter(
-        pk=report.pk, state__in=[CallbackState.FAILED, CallbackState.REJECTED]
-    ).update(state=CallbackState.FAILED, next_attempt_at=None, claimed_until=None)
-    transaction.on_commit(
-        lambda: _enqueue("ledger_sync.tasks.invoice_report_deliver_task")(report.pk),
-        robust=True,
-    )
-    report.refresh_from_db()
-    return report
+    return _callback_retry(report, task="ledger_sync.tasks.invoice_report_deliver_task")
 
 
 def invoice_reports_due(*, now: datetime, limit: int) -> list[int]:
-    return list(
-        InvoiceReport.objects.filter(
-            Q(state=CallbackState.ACCEPTED, received_at__lt=now - ACCEPTED_GRACE)
-            | Q(state=CallbackState.FAILED)
-            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        )
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .filter(attempts__lt=settings.INBOUND_MAX_ATTEMPTS)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+    return _callbacks_due(InvoiceReport, now=now, limit=limit)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from ledger_sync.models import OrderState, OrderSync
@@ -18,6 +17,7 @@ from ledger_sync.services.posting import (
     orders_claimable,
     orders_release,
 )
+from tests.concurrency import race
 from tests.ledger_sync.services.posting_support import (
     built_journal,
     ledger_fixture,  # noqa: F401 - the `ledger` fixture
@@ -108,29 +108,6 @@ def test_sqlite_compare_and_set_path_is_used_where_skip_locked_is_missing(monkey
     assert calls == [1]
 
 
-def _race(workers: int, work) -> list:
-    results: list = [None] * workers
-    errors: list = []
-    start = threading.Barrier(workers)
-
-    def run(index: int) -> None:
-        try:
-            start.wait()
-            results[index] = work(index)
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_workers_racing_on_postgresql_never_claim_the_same_order():
@@ -146,7 +123,7 @@ def test_workers_racing_on_postgresql_never_claim_the_same_order():
                 return mine
             mine.extend(o.pk for o in claimed)
 
-    results = _race(4, claim_all)
+    results = race(4, claim_all)
 
     every = [pk for mine in results for pk in mine]
     assert sorted(every) == sorted(ids)  # each order claimed exactly once
@@ -160,7 +137,7 @@ def test_workers_racing_on_postgresql_post_each_order_once(ledger, settings):
     settings.LEDGER_POST_BATCH_SIZE = 5
     journals = [built_journal() for _ in range(40)]
 
-    reports = _race(4, lambda i: journals_post(client=ledger.client(), worker_id=f"w{i}"))
+    reports = race(4, lambda i: journals_post(client=ledger.client(), worker_id=f"w{i}"))
 
     assert sum(r.posted for r in reports) == 40
     for journal in journals:

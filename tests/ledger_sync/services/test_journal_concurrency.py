@@ -3,40 +3,17 @@ OrderSync, one journal per revision, and its history records each change once.""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from ledger_sync.models import Journal, OrderState, OrderSync, OrderTransition
 from ledger_sync.services.journals import orders_build_ready, orders_select_candidates
+from tests.concurrency import race
 from tests.factories.journals import journal_world, order_with_items
 
 S = OrderState
-
-
-def _race(workers: int, target) -> list:
-    barrier = threading.Barrier(workers)
-    results: list = [None] * workers
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = target(index)
-        except BaseException as error:  # reported below
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=90)
-    assert not errors, errors
-    return results
 
 
 @pytest.mark.postgres
@@ -47,8 +24,8 @@ def test_concurrent_selection_and_building_make_each_journal_once():
     journal_world()
     orders = [order_with_items() for _ in range(30)]
 
-    _race(3, lambda i: orders_select_candidates(actor=f"system:w{i}", batch_size=7))
-    _race(3, lambda i: orders_build_ready(actor=f"system:w{i}", batch_size=4))
+    race(3, lambda i: orders_select_candidates(actor=f"system:w{i}", batch_size=7))
+    race(3, lambda i: orders_build_ready(actor=f"system:w{i}", batch_size=4))
 
     assert OrderSync.objects.count() == len(orders)
     assert set(OrderSync.objects.values_list("state", flat=True)) == {S.JOURNAL_BUILT}

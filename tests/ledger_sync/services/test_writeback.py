@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils.dateparse import parse_datetime
 
 from integration.sandbox.faults import FaultConfig
@@ -27,6 +26,7 @@ from ledger_sync.services.writeback import (
     write_back_steps_open,
     write_backs_run,
 )
+from tests.concurrency import race
 from tests.factories.atlas import CounterpartyFactory, InvoiceFactory, OrderFactory
 from tests.ledger_sync.services.posting_support import (
     built_journal,
@@ -270,28 +270,14 @@ def test_invoice_numbers_stay_gap_free_under_concurrent_workers(atlas_sandbox):
     for index in range(40):
         order = OrderFactory(atlas_id=50000 + index)
         syncs.append(OrderSync.objects.create(order=order, state=OrderState.ERP_CODE_WRITTEN))
-    errors = []
-    barrier = threading.Barrier(4)
-
-    def issue(chunk):
-        try:
-            barrier.wait()
-            for order_sync in chunk:
-                issued_invoices_ensure([order_sync])
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
-        finally:
-            connections.close_all()
-
     # Each worker takes every order, in a different order: every one is raced for.
     chunks = [syncs, syncs[::-1], syncs[10:] + syncs[:10], syncs[25:] + syncs[:25]]
-    threads = [threading.Thread(target=issue, args=(chunk,)) for chunk in chunks]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
 
-    assert not errors, errors
+    def issue(index):
+        for order_sync in chunks[index]:
+            issued_invoices_ensure([order_sync])
+
+    race(len(chunks), issue)  # fails the test when any worker raised
     numbers = sorted(IssuedInvoice.objects.values_list("sequence_number", flat=True))
     assert numbers == list(range(1, 41))
     assert InvoiceNumberSequence.objects.get().last_number == 40
