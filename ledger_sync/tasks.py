@@ -5,17 +5,28 @@ Every task is idempotent: the ORM broker delivers at least once, so some will ru
 
 
 def sync_gotransverse_task(trigger: str = "schedule") -> int:
-    """One Gotransverse reference-data pass for settings.GOTRANSVERSE_LEDGER_ID; the run's id."""
+    """One Gotransverse reference-data pass for settings.GOTRANSVERSE_LEDGER_ID; the run's id.
+    When a pass is already running this one is skipped (logged) and the running pass's id is
+    returned."""
+    import logging
+
     from django.conf import settings
 
-    from ledger_sync.services.gotransverse_mirror import gotransverse_mirror_run
+    from ledger_sync.services.gotransverse_mirror import (
+        GotransverseMirrorAlreadyRunning,
+        gotransverse_mirror_run,
+    )
     from ledger_sync.services.remote import gotransverse_client_from_settings
 
-    run = gotransverse_mirror_run(
-        client=gotransverse_client_from_settings(),
-        ledger_id=settings.GOTRANSVERSE_LEDGER_ID,
-        trigger=trigger,
-    )
+    try:
+        run = gotransverse_mirror_run(
+            client=gotransverse_client_from_settings(),
+            ledger_id=settings.GOTRANSVERSE_LEDGER_ID,
+            trigger=trigger,
+        )
+    except GotransverseMirrorAlreadyRunning as skipped:
+        logging.getLogger(__name__).info(skipped.message)
+        return int(skipped.details["running_run_id"])
     return run.pk
 
 
@@ -146,11 +157,16 @@ def reverse_journal_task(journal_id: int, user_id: int, reason: str) -> str:
 
 
 def retry_order_task(order_sync_id: int, user_id: int | None = None) -> int:
-    """Retry a FAILED order now (backoff skipped); the reference is looked up first."""
+    """Retry a FAILED order now (backoff skipped); the reference is looked up first. The retry
+    is recorded in the order's history under the user who asked (from the admin)."""
     from ledger_sync.models import OrderSync
     from ledger_sync.services.posting import journals_post, order_retry
 
-    order_retry(order_sync=OrderSync.objects.get(pk=order_sync_id), user=_user(user_id))
+    order_retry(
+        order_sync=OrderSync.objects.get(pk=order_sync_id),
+        user=_user(user_id),
+        actor="system:retry_order_task",
+    )
     return journals_post(actor="system:retry_order_task", order_sync_ids=[order_sync_id]).posted
 
 

@@ -20,16 +20,14 @@ AtlasMirrorAlreadyRunning and does nothing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, Protocol
 
-from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
@@ -53,7 +51,12 @@ from ledger_sync.models import (
     SyncState,
 )
 from ledger_sync.services.mirror_records import json_safe, raw_changes
-from ledger_sync.services.sync_runs import OUTCOMES, RunRecorder, sync_run_start
+from ledger_sync.services.sync_runs import (
+    RunRecorder,
+    SyncRunAlreadyRunning,
+    sync_run_start,
+    sync_run_start_exclusive,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ ProgressCallback = Callable[[str, int, int], None]
 """progress(entity, done, total): called after each written batch (and once with done=0)."""
 
 
-class AtlasMirrorAlreadyRunning(ApplicationError):
+class AtlasMirrorAlreadyRunning(SyncRunAlreadyRunning):
     """A full ATLAS mirror pass is already running; this one was skipped, nothing was done."""
 
 
@@ -149,41 +152,16 @@ def atlas_mirror_records(
 
 
 def _claim_full_pass(*, trigger: str, user: Any) -> RunRecorder:
-    """Start the run unless a full pass is already running (checked and claimed atomically)."""
-    stale_after = timedelta(seconds=int(settings.Q_CLUSTER.get("timeout", 900)))
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # Serialises the check-and-claim across workers on any number of machines; SQLite
-            # needs nothing more: its IMMEDIATE transactions already hold the write lock.
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_LOCK_KEY])
-        running = SyncRun.objects.filter(system=SYSTEM, status=SyncRun.Status.RUNNING)
-        # A run older than the task timeout was abandoned by a worker that died; it must not
-        # block every later pass.
-        abandoned = running.filter(started_at__lt=timezone.now() - stale_after)
-        abandoned.update(
-            status=SyncRun.Status.FAILED,
-            finished_at=timezone.now(),
-            error_message="Abandoned: the pass stopped before it finished (worker died?).",
-        )
-        # Only full passes exclude each other: a resync of a few records (admin, webhook) is
-        # short, upserts safely beside a pass, and must not make a scheduled pass skip.
-        current = running.filter(counts__has_key=ENTITIES[0]).order_by("-started_at").first()
-        if current is not None:
-            raise AtlasMirrorAlreadyRunning(
-                f"An ATLAS mirror pass is already running (run {current.pk}, started "
-                f"{current.started_at:%Y-%m-%d %H:%M:%S} UTC); this one was skipped.",
-                details={"running_run_id": current.pk},
-            )
-        recorder = sync_run_start(system=SYSTEM, trigger=trigger, user=user)
-        # A running full pass is told from a resync by the entities it announces (all of them,
-        # counted from zero); the real counts replace these when the pass finishes.
-        recorder.run.counts = {entity: dict.fromkeys(OUTCOMES, 0) for entity in ENTITIES}
-        recorder.run.save(update_fields=["counts"])
-        return recorder
-
-
-_ADVISORY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"ledger_sync.atlas_mirror").digest()[:7])
+    """Start the run unless a full pass is already running (checked and claimed atomically;
+    a resync of a few records, admin or webhook, never blocks a pass nor is blocked)."""
+    return sync_run_start_exclusive(
+        system=SYSTEM,
+        trigger=trigger,
+        user=user,
+        entities=ENTITIES,
+        what="An ATLAS mirror pass",
+        already_running=AtlasMirrorAlreadyRunning,
+    )
 
 
 class _Mirror:

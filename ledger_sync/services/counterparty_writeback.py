@@ -92,13 +92,18 @@ def counterparty_mappings_write_back(
         if current and current != mapping.erp_code:
             # ATLAS already names another code: the guide makes externalId the stable key, so
             # overwriting it silently could break the other system's link. A person decides.
-            _mapping_failed(
-                mapping,
+            # Judged on the mirror, so no call is made; once recorded, later passes (every
+            # cycle) leave the failure as it is — nothing was attempted — and only report it.
+            # Once ATLAS is corrected, the mirror shows it and the code goes out.
+            problem = (
                 f"ATLAS already holds externalId {current!r} for this counterparty; not "
-                f"overwritten with {mapping.erp_code!r}. Correct it in ATLAS or remap.",
-                now=now,
-                result=result,
+                f"overwritten with {mapping.erp_code!r}. Correct it in ATLAS or remap."
             )
+            if mapping.write_back_state == WriteBackState.FAILED and mapping.last_error == problem:
+                result.failed += 1
+                result.errors.append(f"Counterparty {mapping.counterparty}: {problem}")
+                continue
+            _mapping_failed(mapping, problem, now=now, result=result)
             continue
         sendable.append(mapping)
     if not sendable:

@@ -65,7 +65,10 @@ def cycle_run(
         counterparty_mappings_write_back,
         master_data_corrections_push,
     )
-    from ledger_sync.services.gotransverse_mirror import gotransverse_mirror_run
+    from ledger_sync.services.gotransverse_mirror import (
+        GotransverseMirrorAlreadyRunning,
+        gotransverse_mirror_run,
+    )
     from ledger_sync.services.journals import orders_build_ready, orders_select_candidates
     from ledger_sync.services.matching import counterparty_propose_matches
     from ledger_sync.services.posting import journals_post
@@ -89,11 +92,15 @@ def cycle_run(
         report.stages["atlas_mirror"] = {"skipped": skipped.message}
     mark("atlas_mirror")
 
-    run = gotransverse_mirror_run(
-        client=ledger, ledger_id=settings.GOTRANSVERSE_LEDGER_ID, trigger=trigger, user=user
-    )
-    report.stages["gotransverse_mirror"] = _run_counts(run)
-    _run_errors(report, run, "Gotransverse mirror")
+    try:
+        run = gotransverse_mirror_run(
+            client=ledger, ledger_id=settings.GOTRANSVERSE_LEDGER_ID, trigger=trigger, user=user
+        )
+        report.stages["gotransverse_mirror"] = _run_counts(run)
+        _run_errors(report, run, "Gotransverse mirror")
+    except GotransverseMirrorAlreadyRunning as skipped:
+        # The running pass mirrors the same reference data; the cycle builds on what is stored.
+        report.stages["gotransverse_mirror"] = {"skipped": skipped.message}
     mark("gotransverse_mirror")
 
     matching = counterparty_propose_matches()

@@ -12,6 +12,10 @@ counts per entity, plus "missing":
   only when the pass saw the whole list, so a short page never makes live records vanish;
 - a remote failure (after the client's own retries) ends the run FAILED with the reason.
 
+Only one pass runs at a time (the same claim as the ATLAS mirror's): a second one is refused
+with GotransverseMirrorAlreadyRunning and does nothing; a pass left RUNNING for longer than the
+task timeout by a worker that died does not block.
+
 Idempotent: a record whose content has not changed is not rewritten; the only write a second
 pass over an unchanged ledger makes is `last_seen_at`, in one UPDATE per model.
 """
@@ -42,7 +46,11 @@ from ledger_sync.models import (
     SyncState,
 )
 from ledger_sync.services.mirror_records import json_safe, raw_changes, raw_content_hash
-from ledger_sync.services.sync_runs import RunRecorder, sync_run_start
+from ledger_sync.services.sync_runs import (
+    RunRecorder,
+    SyncRunAlreadyRunning,
+    sync_run_start_exclusive,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +67,11 @@ LAST_SEEN_CHUNK = 500
 Progress = Callable[[str, int, int | None], None]
 
 
+class GotransverseMirrorAlreadyRunning(SyncRunAlreadyRunning):
+    """A Gotransverse reference-data pass is already running; this one was skipped, nothing was
+    done (details["running_run_id"] names the running pass)."""
+
+
 def gotransverse_mirror_run(
     *,
     client: Any,
@@ -71,9 +84,19 @@ def gotransverse_mirror_run(
 
     Returns the finished SyncRun: SUCCEEDED, COMPLETED_WITH_ERRORS (some records failed, each in
     run.errors) or FAILED (the AR Ledger could not be read; run.error_message says why).
+
+    Raises GotransverseMirrorAlreadyRunning when another pass is running (nothing is done then:
+    no run recorded, no remote call).
     """
     remote_ledger_id = _ledger_id(ledger_id)
-    recorder = sync_run_start(system=SYSTEM, trigger=trigger, user=user)
+    recorder = sync_run_start_exclusive(
+        system=SYSTEM,
+        trigger=trigger,
+        user=user,
+        entities=ENTITIES,
+        what="A Gotransverse reference-data pass",
+        already_running=GotransverseMirrorAlreadyRunning,
+    )
     mirror = _Mirror(recorder=recorder, progress=progress or _no_progress)
     # A client may serve several runs: each run counts only its own requests.
     stats_at_start = _client_stats(client)

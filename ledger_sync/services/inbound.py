@@ -521,8 +521,9 @@ def order_pipeline_run(
         counterparties=Counterparty.objects.filter(atlas_id=order.counterparty_atlas_id)
     )
 
-    # 2. Selection (examines every mirrored candidate; unchanged ones are not written).
-    orders_select_candidates(actor=actor)
+    # 2. Selection of this order only: a webhook about one order must not move another one
+    # (the cycle selects the rest on its own schedule, under its own actor).
+    orders_select_candidates(actor=actor, order_ids=[atlas_order_id])
     order_sync = OrderSync.objects.filter(order__atlas_id=atlas_order_id).first()
     if order_sync is None:
         outcome.steps.append("not a candidate (not in a trigger status, or erpCode set)")

@@ -1475,6 +1475,7 @@ def orders_select_candidates(
     trigger_statuses: Sequence[str] | None = None,
     actor: str = "system:select_candidates",
     batch_size: int = 1000,
+    order_ids: Sequence[int] | None = None,
 ) -> SelectionResult:
     """Examine the mirrored orders and move their OrderSync rows (creating them on first sight).
 
@@ -1484,11 +1485,20 @@ def orders_select_candidates(
     - an order not sent yet that leaves the trigger status (or ATLAS) goes back to MIRRORED;
       one that gets an erpCode we did not write is PROCESSED_ELSEWHERE.
     A second run with nothing changed in the mirror writes nothing.
+
+    `order_ids` (ATLAS order ids) limits every part of the selection to those orders, so that a
+    webhook about one order never moves another one; None examines every mirrored order.
     """
     statuses = list(trigger_statuses) if trigger_statuses is not None else None
     statuses = statuses or trigger_statuses_setting()
     result = SelectionResult()
-    live = Order.objects.exclude(sync_state=SyncState.MISSING).filter(status__in=statuses)
+    orders = Order.objects.all()
+    syncs = OrderSync.objects.all()
+    if order_ids is not None:
+        atlas_ids = sorted({int(atlas_id) for atlas_id in order_ids})
+        orders = orders.filter(atlas_id__in=atlas_ids)
+        syncs = syncs.filter(order__atlas_id__in=atlas_ids)
+    live = orders.exclude(sync_state=SyncState.MISSING).filter(status__in=statuses)
 
     candidate_pks = list(live.filter(_ERP_CODE_EMPTY).order_by("pk").values_list("pk", flat=True))
     for start in range(0, len(candidate_pks), batch_size):
@@ -1511,7 +1521,7 @@ def orders_select_candidates(
         )
 
     stale = list(
-        OrderSync.objects.filter(state__in=PRE_SEND_STATES)
+        syncs.filter(state__in=PRE_SEND_STATES)
         .filter(
             ~_erp_code_empty_on_order()
             | (

@@ -305,6 +305,30 @@ def order_block(
     )
 
 
+def order_note_record(
+    *,
+    order_sync: OrderSync,
+    actor: str,
+    note: str,
+    user: Any = None,
+    at: datetime | None = None,
+) -> OrderTransition:
+    """Record in the order's history something a person or the system did that does not change
+    its state (a retry asked for, say): a row from the current state to itself, with who, when
+    and why, so the history stays one readable chain. The state is not touched."""
+    if not note:
+        raise ValueError("a history note needs a note a person understands")
+    return OrderTransition.objects.create(
+        order_sync=order_sync,
+        from_state=order_sync.state,
+        to_state=order_sync.state,
+        actor=actor[:150],
+        user=user if getattr(user, "pk", None) else None,
+        note=note,
+        at=at or timezone.now(),
+    )
+
+
 def actor_for(user: Any, *, default: str) -> str:
     """The actor recorded on a transition: the user's name when a person acted, else `default`
     (e.g. "system:run_cycle")."""
@@ -321,6 +345,7 @@ __all__ = [
     "WORKING_STATES",
     "actor_for",
     "order_block",
+    "order_note_record",
     "order_syncs_move_bulk",
     "order_transition",
     "order_transition_apply",

@@ -457,10 +457,29 @@ def _reverse(
     return _refreshed(reversal)
 
 
+@transaction.atomic
 def order_retry(*, order_sync: OrderSync, user: Any = None, actor: str = "") -> OrderSync:
-    """Let a FAILED order be taken up by the next posting pass at once (backoff skipped)."""
-    OrderSync.objects.filter(pk=order_sync.pk, state=OrderState.FAILED).update(next_attempt_at=None)
+    """Let a FAILED order be taken up by the next posting pass at once (backoff skipped).
+
+    The request is recorded in the order's history with who asked and when (the user's name,
+    else `actor`, else "system:order_retry"). The state does not change here: the posting pass
+    that follows records FAILED → POSTING after asking the ledger for the reference. An order
+    that is no longer FAILED (the cycle retried it meanwhile) is left alone, nothing recorded.
+    """
+    from ledger_sync.services.order_states import actor_for, order_note_record
+
+    retried = OrderSync.objects.filter(pk=order_sync.pk, state=OrderState.FAILED).update(
+        next_attempt_at=None
+    )
     order_sync.refresh_from_db()
+    if retried:
+        order_note_record(
+            order_sync=order_sync,
+            actor=actor_for(user, default=actor or "system:order_retry"),
+            user=user,
+            note="retry requested: backoff skipped, the next posting pass takes the order up "
+            "(after asking the AR Ledger whether the reference is already there)",
+        )
     return order_sync
 
 

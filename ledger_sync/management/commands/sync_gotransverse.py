@@ -10,7 +10,11 @@ from django.core.management import BaseCommand, CommandError
 
 from ledger_sync.management.progress import TerminalProgress
 from ledger_sync.models import SyncRun
-from ledger_sync.services.gotransverse_mirror import ENTITIES, gotransverse_mirror_run
+from ledger_sync.services.gotransverse_mirror import (
+    ENTITIES,
+    GotransverseMirrorAlreadyRunning,
+    gotransverse_mirror_run,
+)
 from ledger_sync.services.remote import gotransverse_client_from_settings
 
 MAX_ERRORS_SHOWN = 20
@@ -44,6 +48,8 @@ class Command(BaseCommand):
                 trigger=SyncRun.Trigger.COMMAND,
                 progress=progress,
             )
+        except GotransverseMirrorAlreadyRunning as skipped:
+            raise CommandError(skipped.message) from None
         finally:
             if progress is not None:
                 progress.close()

@@ -338,6 +338,47 @@ def test_retry_task_posts_a_failed_order_at_once(ledger):
     assert len(ledger.app.transactions_with_reference(journal.source_transaction_reference)) == 1
 
 
+def test_a_retry_asked_for_in_the_admin_shows_in_the_history_with_who_and_when(
+    client, reviewer, queued, django_capture_on_commit_callbacks, ledger
+):
+    import time_machine
+    from django.utils import timezone
+
+    from ledger_sync import tasks
+
+    journal = built_journal()
+    OrderSync.objects.filter(pk=journal.order_sync_id).update(
+        state=OrderState.FAILED, attempts=1, next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("admin:ledger_sync_ordersync_changelist"),
+            {"action": "retry_selected", "_selected_action": [journal.order_sync_id]},
+        )
+    assert queued == [("ledger_sync.tasks.retry_order_task", (journal.order_sync_id, reviewer.pk))]
+
+    asked_at = timezone.now() + timedelta(minutes=3)
+    with time_machine.travel(asked_at, tick=False):
+        assert tasks.retry_order_task(*queued[0][1]) == 1
+
+    history = list(
+        OrderTransition.objects.filter(order_sync_id=journal.order_sync_id).order_by("at", "id")
+    )
+    retry = history[0]
+    assert (retry.from_state, retry.to_state) == (OrderState.FAILED, OrderState.FAILED)
+    assert (retry.actor, retry.user_id, retry.at) == (reviewer.username, reviewer.pk, asked_at)
+    assert "retry requested" in retry.note
+    assert [(t.from_state, t.to_state) for t in history[1:]] == [
+        (OrderState.FAILED, OrderState.POSTING),
+        (OrderState.POSTING, OrderState.POSTED),
+    ]
+    assert {t.actor for t in history[1:]} == {"system:retry_order_task"}
+    page = client.get(
+        reverse("admin:ledger_sync_ordersync_change", args=[journal.order_sync_id])
+    ).content.decode()
+    assert "retry requested" in page and reviewer.username in page
+
+
 def test_detail_page_shows_each_items_gross_to_the_cent(client, reviewer):
     from decimal import Decimal
 

@@ -7,7 +7,13 @@ import pytest
 from django.utils import timezone
 
 from integration.gotransverse.client import GotransverseClient
-from ledger_sync.models import InboundDelivery, Journal, OrderState, OrderSync
+from ledger_sync.models import (
+    InboundDelivery,
+    Journal,
+    OrderState,
+    OrderSync,
+    OrderTransition,
+)
 from ledger_sync.services.atlas_mirror import atlas_mirror_records
 from ledger_sync.services.gotransverse_mirror import gotransverse_mirror_run
 from ledger_sync.services.inbound import inbound_delivery_replay, inbound_sweep
@@ -164,6 +170,29 @@ def test_the_webhook_posts_only_its_own_order(world, post_webhook):
     waiting.refresh_from_db()
     assert waiting.state == OrderState.JOURNAL_BUILT
     assert len(ledger.app.transactions) == transactions_before + 1
+
+
+def test_the_webhook_selects_only_its_own_order(world, post_webhook):
+    """Another mirrored candidate (trigger status, erpCode null, never selected) is left to the
+    cycle: a webhook about order A creates no OrderSync and records no transition for B."""
+    atlas, _, order_id = world
+    other_id = _clone_order(atlas.app, order_id)
+    atlas_mirror_records(
+        client=atlas_client_for(atlas),
+        entity="Order",
+        atlas_ids=[other_id],
+        trigger="command",
+        with_items=True,
+    )
+
+    post_webhook(order_event(order_id))
+
+    assert OrderSync.objects.get(order__atlas_id=order_id).state == OrderState.INVOICED
+    assert not OrderSync.objects.filter(order__atlas_id=other_id).exists()
+    assert not OrderTransition.objects.exclude(order_sync__order__atlas_id=order_id).exists()
+    # The cycle's selection still finds it.
+    assert orders_select_candidates(actor="test").as_dict()["created"] == 1
+    assert OrderSync.objects.get(order__atlas_id=other_id).state == OrderState.READY
 
 
 def test_a_duplicate_and_a_replay_book_nothing_twice(world, post_webhook):

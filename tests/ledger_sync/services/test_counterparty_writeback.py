@@ -160,6 +160,55 @@ def test_an_external_id_already_in_atlas_is_not_overwritten(atlas_sandbox):
     assert "already holds externalId 'CUST-0001'" in CounterpartyMapping.objects.get().last_error
 
 
+def test_a_code_conflicting_with_atlas_stays_failed_without_a_call_or_attempt_per_pass(
+    atlas_sandbox,
+):
+    counterparty = CounterpartyFactory(external_id="CUST-0001")
+    CounterpartyMappingFactory(counterparty=counterparty, erp_party=ErpPartyFactory(code="BA-1"))
+    first = counterparty_mappings_write_back()
+    recorded = CounterpartyMapping.objects.values(
+        "write_back_state", "write_back_attempts", "last_error", "updated_at"
+    ).get()
+    atlas_sandbox.app.reset_calls()
+
+    again = [counterparty_mappings_write_back() for _ in range(3)]
+
+    assert atlas_sandbox.app.calls == []
+    # Still failed, still reported each pass, but nothing rewritten: no attempt was made.
+    assert (
+        CounterpartyMapping.objects.values(
+            "write_back_state", "write_back_attempts", "last_error", "updated_at"
+        ).get()
+        == recorded
+    )
+    assert (recorded["write_back_state"], recorded["write_back_attempts"]) == (
+        WriteBackState.FAILED,
+        1,
+    )
+    assert [(r.written, r.failed, r.errors) for r in again] == [(0, 1, first.errors)] * 3
+
+
+def test_a_conflict_corrected_in_atlas_goes_out_with_the_next_pass(atlas_sandbox):
+    (atlas_id,) = _without_external_id(atlas_sandbox, 1)
+    counterparty = _mirrored(atlas_sandbox, atlas_id)
+    counterparty.external_id = "CUST-OTHER"  # the mirror saw another code in ATLAS
+    counterparty.save()
+    CounterpartyMappingFactory(counterparty=counterparty, erp_party=ErpPartyFactory(code="BA-1"))
+    assert counterparty_mappings_write_back().failed == 1
+    counterparty.external_id = None  # a person cleared it in ATLAS; the mirror shows it
+    counterparty.save()
+    atlas_sandbox.app.reset_calls()
+
+    result = counterparty_mappings_write_back()
+
+    assert (result.written, result.failed) == (1, 0)
+    assert [c.body for c in atlas_sandbox.app.calls_to(POST)] == [
+        {"data": [{"id": atlas_id, "externalId": "BA-1"}]}
+    ]
+    mapping = CounterpartyMapping.objects.get()
+    assert (mapping.write_back_state, mapping.write_back_attempts) == (WriteBackState.WRITTEN, 2)
+
+
 def test_no_match_writes_the_new_code_back(atlas_sandbox, settings):
     settings.ERP_PARTY_CODE_PATTERN = "NEW-{number:04d}"
     (atlas_id,) = _without_external_id(atlas_sandbox, 1)

@@ -2,12 +2,14 @@
 
 import io
 import re
-from datetime import date
+import threading
+from datetime import date, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from integration.gotransverse.client import GotransverseClient
 from ledger_sync.models import (
@@ -20,7 +22,11 @@ from ledger_sync.models import (
     SyncState,
 )
 from ledger_sync.selectors.reference import gl_account_check, period_landing
-from ledger_sync.services.gotransverse_mirror import gotransverse_mirror_run
+from ledger_sync.services.gotransverse_mirror import (
+    ENTITIES,
+    GotransverseMirrorAlreadyRunning,
+    gotransverse_mirror_run,
+)
 from ledger_sync.tasks import sync_gotransverse_task
 
 pytestmark = pytest.mark.django_db
@@ -431,3 +437,116 @@ def test_task_runs_one_pass_for_the_configured_ledger(gotransverse_sandbox):
     run = SyncRun.objects.get(pk=run_id)
     assert (run.system, run.trigger, run.status) == ("gotransverse", "schedule", "succeeded")
     assert Ledger.objects.get().gotransverse_id == 1
+
+
+# --- one pass at a time ------------------------------------------------------------------------
+
+
+def _running_pass(**fields) -> SyncRun:
+    fields.setdefault("started_at", timezone.now())
+    fields.setdefault("system", SyncRun.System.GOTRANSVERSE)
+    return SyncRun.objects.create(
+        trigger="schedule", counts={entity: {"created": 0} for entity in ENTITIES}, **fields
+    )
+
+
+def test_a_running_pass_announces_itself_as_a_full_pass(gotransverse_sandbox):
+    counts_while_running: list[dict] = []
+
+    def progress(stage, done, total):
+        if not counts_while_running:
+            counts_while_running.append(SyncRun.objects.get().counts)
+
+    gotransverse_mirror_run(
+        client=_client(gotransverse_sandbox),
+        ledger_id=gotransverse_sandbox.ledger_id,
+        trigger="command",
+        progress=progress,
+    )
+
+    assert set(counts_while_running[0]) == set(ENTITIES)
+
+
+def test_a_second_concurrent_pass_is_skipped_and_does_nothing(gotransverse_sandbox):
+    running = _running_pass()
+    gotransverse_sandbox.app.reset_calls()
+
+    with pytest.raises(GotransverseMirrorAlreadyRunning, match=f"run {running.pk}") as skipped:
+        _mirror(gotransverse_sandbox)
+
+    assert "this one was skipped" in skipped.value.message
+    assert skipped.value.details["running_run_id"] == running.pk
+    assert list(gotransverse_sandbox.app.calls) == []
+    assert list(SyncRun.objects.values_list("pk", "status")) == [(running.pk, "running")]
+    assert not Ledger.objects.exists()
+
+
+def test_a_running_atlas_pass_does_not_block_the_gotransverse_pass(gotransverse_sandbox):
+    _running_pass(system=SyncRun.System.ATLAS)
+
+    assert _mirror(gotransverse_sandbox).status == SyncRun.Status.SUCCEEDED
+
+
+def test_an_abandoned_running_pass_does_not_block_forever(gotransverse_sandbox, settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 600}
+    abandoned = _running_pass(started_at=timezone.now() - timedelta(seconds=601))
+    recent = timezone.now() - timedelta(seconds=300)
+
+    run = _mirror(gotransverse_sandbox)
+
+    abandoned.refresh_from_db()
+    assert abandoned.status == SyncRun.Status.FAILED
+    assert "Abandoned" in abandoned.error_message
+    assert run.status == SyncRun.Status.SUCCEEDED
+    # Just inside the timeout it still blocks.
+    _running_pass(started_at=recent)
+    with pytest.raises(GotransverseMirrorAlreadyRunning):
+        _mirror(gotransverse_sandbox)
+
+
+def test_command_exits_1_with_the_message_when_a_pass_is_running(gotransverse_sandbox, capsys):
+    running = _running_pass()
+
+    with pytest.raises(CommandError) as failure:
+        call_command("sync_gotransverse", "--no-progress")
+
+    assert failure.value.returncode == 1
+    assert f"already running (run {running.pk}" in str(failure.value)
+    assert SyncRun.objects.count() == 1
+
+
+def test_task_skips_and_returns_the_running_pass_when_one_is_running(gotransverse_sandbox):
+    running = _running_pass()
+    gotransverse_sandbox.app.reset_calls()
+
+    assert sync_gotransverse_task() == running.pk
+    assert list(gotransverse_sandbox.app.calls) == []
+    assert SyncRun.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_passes_started_together_run_once(gotransverse_sandbox):
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent workers need PostgreSQL")
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def one_pass() -> None:
+        try:
+            barrier.wait(timeout=10)
+            outcomes.append(_mirror(gotransverse_sandbox).status)
+        except GotransverseMirrorAlreadyRunning as skipped:
+            outcomes.append(skipped)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one_pass) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(outcomes) == 2
+    assert sum(isinstance(o, GotransverseMirrorAlreadyRunning) for o in outcomes) == 1
+    assert SyncRun.Status.SUCCEEDED in outcomes
+    assert SyncRun.objects.filter(system=SyncRun.System.GOTRANSVERSE).count() == 1

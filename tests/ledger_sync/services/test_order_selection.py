@@ -15,7 +15,11 @@ from ledger_sync.models import (
     OrderTransition,
     SyncState,
 )
-from ledger_sync.services.journals import order_build_journal, orders_select_candidates
+from ledger_sync.services.journals import (
+    SelectionResult,
+    order_build_journal,
+    orders_select_candidates,
+)
 from ledger_sync.services.order_states import order_transition
 from tests.factories.atlas import OrderFactory
 from tests.factories.journals import JournalFactory, OrderSyncFactory, order_with_items
@@ -256,3 +260,47 @@ def test_empty_erp_code_counts_as_null():
     orders_select_candidates()
 
     assert sync_of(order).state == S.READY
+
+
+def test_selection_limited_to_order_ids_counts_and_moves_only_those():
+    chosen = order_with_items()
+    other_ready = order_with_items()
+    other_elsewhere = order_with_items(erp_code="ERP-ELSEWHERE")
+
+    result = orders_select_candidates(order_ids=[chosen.atlas_id])
+
+    assert result.as_dict() == {
+        "created": 1,
+        "ready": 1,
+        "waiting": 0,
+        "processed_elsewhere": 0,
+        "released": 0,
+        "unchanged": 0,
+    }
+    assert sync_of(chosen).state == S.READY
+    assert not OrderSync.objects.filter(order__in=[other_ready, other_elsewhere]).exists()
+    assert list(OrderTransition.objects.values_list("order_sync__order", flat=True)) == [chosen.pk]
+
+
+def test_selection_limited_to_order_ids_releases_only_those():
+    chosen = order_with_items()
+    other = order_with_items()
+    orders_select_candidates()
+    for order in (chosen, other):
+        order.status = "Rejected by accounting"
+        order.save()
+    transitions_of_other = sync_of(other).transitions.count()
+
+    result = orders_select_candidates(order_ids=[chosen.atlas_id])
+
+    assert (result.released, result.changed) == (1, 1)
+    assert sync_of(chosen).state == S.MIRRORED
+    assert sync_of(other).state == S.READY
+    assert sync_of(other).transitions.count() == transitions_of_other
+
+
+def test_selection_limited_to_no_order_ids_does_nothing():
+    order_with_items()
+
+    assert orders_select_candidates(order_ids=[]).as_dict() == SelectionResult().as_dict()
+    assert not OrderSync.objects.exists()

@@ -13,6 +13,7 @@ from ledger_sync.services.order_states import (
     ALLOWED_TRANSITIONS,
     actor_for,
     order_block,
+    order_note_record,
     order_syncs_move_bulk,
     order_transition,
     order_transitions_record,
@@ -223,3 +224,29 @@ def test_bulk_move_refuses_a_path_the_table_does_not_allow():
         order_syncs_move_bulk(
             order_syncs=syncs, path=[S.POSTED], notes=[["x"]], actor="system:test"
         )
+
+
+def test_a_note_is_recorded_in_the_history_without_changing_the_state():
+    user = get_user_model().objects.create_user(username="maria")
+    order_sync = OrderSyncFactory(state=S.FAILED)
+    before = OrderSync.objects.filter(pk=order_sync.pk).values("state", "updated_at").get()
+
+    row = order_note_record(
+        order_sync=order_sync, actor=actor_for(user, default="system:x"), user=user, note="asked"
+    )
+
+    assert OrderSync.objects.filter(pk=order_sync.pk).values("state", "updated_at").get() == before
+    stored = OrderTransition.objects.get(pk=row.pk)
+    assert (stored.from_state, stored.to_state, stored.actor, stored.user, stored.note) == (
+        S.FAILED,
+        S.FAILED,
+        "maria",
+        user,
+        "asked",
+    )
+
+
+def test_a_note_without_text_is_refused():
+    with pytest.raises(ValueError, match="note"):
+        order_note_record(order_sync=OrderSyncFactory(state=S.FAILED), actor="system:x", note="")
+    assert not OrderTransition.objects.exists()

@@ -806,3 +806,42 @@ def test_a_reversal_whose_answer_was_lost_is_looked_up_not_posted_twice(ledger):
     assert original.status == Journal.Status.REVERSED
     assert original.order_sync.state == OrderState.READY and original.order_sync.revision == 2
     assert Journal.objects.filter(kind=Journal.Kind.REVERSAL).count() == 1
+
+
+def test_a_retry_a_person_asks_for_is_in_the_history_and_skips_the_backoff():
+    journal = built_journal()
+    OrderSync.objects.filter(pk=journal.order_sync_id).update(
+        state=OrderState.FAILED, attempts=2, next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
+    person = accountant()
+    asked_at = timezone.now().replace(microsecond=0)
+
+    with time_machine.travel(asked_at, tick=False):
+        order_sync = posting.order_retry(order_sync=refreshed(journal).order_sync, user=person)
+
+    assert (order_sync.state, order_sync.next_attempt_at) == (OrderState.FAILED, None)
+    note = OrderTransition.objects.get(order_sync=order_sync)
+    assert (note.from_state, note.to_state) == (OrderState.FAILED, OrderState.FAILED)
+    assert (note.actor, note.user, note.at) == (person.username, person, asked_at)
+    assert "retry requested" in note.note
+
+
+def test_a_retry_without_a_person_is_recorded_under_the_system_actor():
+    journal = built_journal()
+    OrderSync.objects.filter(pk=journal.order_sync_id).update(state=OrderState.FAILED)
+
+    posting.order_retry(order_sync=refreshed(journal).order_sync, actor="system:retry_order_task")
+
+    note = OrderTransition.objects.get(order_sync_id=journal.order_sync_id)
+    assert (note.actor, note.user) == ("system:retry_order_task", None)
+
+
+def test_a_retry_of_an_order_no_longer_failed_changes_and_records_nothing():
+    journal = built_journal()
+    order_sync = refreshed(journal).order_sync
+    assert order_sync.state == OrderState.JOURNAL_BUILT
+
+    posting.order_retry(order_sync=order_sync, user=accountant())
+
+    assert refreshed(journal).order_sync.state == OrderState.JOURNAL_BUILT
+    assert not OrderTransition.objects.filter(order_sync=order_sync).exists()

@@ -215,3 +215,66 @@ def test_an_approved_code_whose_write_back_failed_goes_out_with_the_next_cycle(
     mapping.refresh_from_db()
     assert mapping.write_back_state == WriteBackState.WRITTEN
     assert CounterpartyMapping.objects.filter(write_back_state=WriteBackState.FAILED).count() == 0
+
+
+def test_a_cycle_skips_the_gotransverse_pass_while_another_runs_and_goes_on(sandboxes):
+    from django.utils import timezone
+
+    from ledger_sync.models import SyncRun
+    from ledger_sync.services.cycle import cycle_run
+    from ledger_sync.services.gotransverse_mirror import ENTITIES
+
+    _, ledger = sandboxes
+    running = SyncRun.objects.create(
+        system=SyncRun.System.GOTRANSVERSE,
+        trigger="schedule",
+        started_at=timezone.now(),
+        counts={entity: {"created": 0} for entity in ENTITIES},
+    )
+
+    report = cycle_run(trigger="command", actor="system:test")
+
+    assert report.stages["gotransverse_mirror"] == {
+        "skipped": report.stages["gotransverse_mirror"]["skipped"]
+    }
+    assert f"already running (run {running.pk}" in report.stages["gotransverse_mirror"]["skipped"]
+    assert not any("Gotransverse mirror" in error for error in report.errors)
+    assert list(
+        SyncRun.objects.filter(system=SyncRun.System.GOTRANSVERSE).values_list("pk", flat=True)
+    ) == [running.pk]
+    # Every later stage still ran.
+    assert {"selection", "build", "post", "write_back"} <= set(report.stages)
+    assert ledger.app.calls_to(f"/ledgers/{ledger.ledger_id}") == []
+    assert ledger.app.calls_to("/accounts") == []
+
+
+def test_a_code_atlas_already_holds_otherwise_is_not_sent_again_each_cycle(sandboxes):
+    """Approved while ATLAS had no externalId; someone then set another one in ATLAS. The
+    cycle's mirror sees it, the write-back refuses to overwrite it without calling ATLAS, and
+    later cycles leave it failed (shown in each report) without calling ATLAS either."""
+    from ledger_sync.models import Counterparty, CounterpartyMapping, WriteBackState
+    from ledger_sync.services.cycle import cycle_run
+    from tests.factories.parties import CounterpartyMappingFactory, ErpPartyFactory
+
+    atlas, _ = sandboxes
+    in_atlas = atlas.app.dataset.counterparties[min(atlas.app.dataset.counterparties)]
+    in_atlas["externalId"] = None
+    run_cycle()
+    assert not CounterpartyMapping.objects.filter(counterparty__atlas_id=in_atlas["id"]).exists()
+    CounterpartyMappingFactory(
+        counterparty=Counterparty.objects.get(atlas_id=in_atlas["id"]),
+        erp_party=ErpPartyFactory(code="BA-CONFLICT"),
+    )
+    in_atlas["externalId"] = "SET-IN-ATLAS"
+    atlas.app.reset_calls()
+
+    reports = [cycle_run(trigger="command", actor="system:test") for _ in range(3)]
+
+    assert atlas.app.calls_to("/api/Counterparty/Post") == []
+    assert in_atlas["externalId"] == "SET-IN-ATLAS"
+    mapping = CounterpartyMapping.objects.get(erp_code="BA-CONFLICT")
+    assert (mapping.write_back_state, mapping.write_back_attempts) == (WriteBackState.FAILED, 1)
+    assert "already holds externalId 'SET-IN-ATLAS'" in mapping.last_error
+    for report in reports:
+        assert report.stages["counterparty_write_back"]["codes_failed"] == 1
+        assert any("BA-CONFLICT" in error for error in report.errors)
