@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -173,6 +174,12 @@ ATLAS_SYNC_INTERVAL_MINUTES = env.int("ATLAS_SYNC_INTERVAL_MINUTES", default=15)
 GOTRANSVERSE_BASE_URL = env("GOTRANSVERSE_BASE_URL", default="http://127.0.0.1:8102")
 GOTRANSVERSE_API_KEY = env("GOTRANSVERSE_API_KEY", default="sandbox-api-key")
 GOTRANSVERSE_LEDGER_ID = env("GOTRANSVERSE_LEDGER_ID", default="1")
+if not GOTRANSVERSE_LEDGER_ID.strip().isdigit():
+    # Refused at start-up: the ledger id is an int64 in every AR Ledger path.
+    raise ImproperlyConfigured(
+        f"GOTRANSVERSE_LEDGER_ID={GOTRANSVERSE_LEDGER_ID!r} is not a number; set it to the "
+        "AR Ledger's id."
+    )
 GOTRANSVERSE_TIMEOUT_SECONDS = env.float("GOTRANSVERSE_TIMEOUT_SECONDS", default=30.0)
 GOTRANSVERSE_MAX_RETRIES = env.int("GOTRANSVERSE_MAX_RETRIES", default=5)
 GOTRANSVERSE_SYNC_INTERVAL_MINUTES = env.int("GOTRANSVERSE_SYNC_INTERVAL_MINUTES", default=60)
@@ -194,6 +201,16 @@ LEDGER_ACCOUNT_INPUT_VAT = env("LEDGER_ACCOUNT_INPUT_VAT", default="1400")
 LEDGER_ACCOUNT_BANK = env("LEDGER_ACCOUNT_BANK", default="1000")
 JOURNAL_WORKFLOW = env("JOURNAL_WORKFLOW", default="review")
 CLOSED_PERIOD_POLICY = env("CLOSED_PERIOD_POLICY", default="block")
+# Refuse an unknown value at start-up: posting treats any workflow but "review" as auto, so a
+# typo ("Review") would post journals no accountant saw.
+for _name, _value, _allowed in (
+    ("JOURNAL_WORKFLOW", JOURNAL_WORKFLOW, ("auto", "review")),
+    ("CLOSED_PERIOD_POLICY", CLOSED_PERIOD_POLICY, ("block", "roll_forward")),
+):
+    if _value not in _allowed:
+        raise ImproperlyConfigured(
+            f"{_name}={_value!r} is not known; use one of: {', '.join(_allowed)}."
+        )
 
 # --- Posting journals and writing back to ATLAS (services/posting.py, services/writeback.py) ----
 # Transactions per bulk call to the AR Ledger; calls grow with batches, not journals.

@@ -96,6 +96,8 @@ class CounterpartyIdFilter(AtlasIdInputFilter):
 
 
 class ItemCounterpartyIdFilter(CounterpartyIdFilter):
+    """Through the order: used by items, invoices and payments."""
+
     lookup = "order__counterparty_atlas_id"
 
 
@@ -484,7 +486,7 @@ class InvoiceAdmin(AtlasMirrorAdmin):
         "sync_state_badge",
     )
     list_select_related = ("order",)
-    list_filter = ("is_paid", "sync_state", OrderIdFilter)
+    list_filter = ("is_paid", "sync_state", OrderIdFilter, ItemCounterpartyIdFilter)
     id_search_fields = ("atlas_id", "order_atlas_id")
     exact_search_fields = ("external_id", "invoice_number")
     record_fields = (
@@ -512,7 +514,7 @@ class PaymentAdmin(AtlasMirrorAdmin):
         "sync_state_badge",
     )
     list_select_related = ("invoice", "order")
-    list_filter = ("sync_state", InvoiceIdFilter, OrderIdFilter)
+    list_filter = ("sync_state", InvoiceIdFilter, OrderIdFilter, ItemCounterpartyIdFilter)
     id_search_fields = ("atlas_id", "invoice_atlas_id", "order_atlas_id")
     exact_search_fields = ("external_id",)
     record_fields = (

@@ -138,6 +138,8 @@ class AccountingYearAdmin(MirroredReadOnlyAdmin):
     )
     list_filter = ("ledger", "is_open", "sync_state")
     list_select_related = ("ledger",)
+    # By name, or by the AR Ledger's id (exact: an id is never matched by its digits).
+    search_fields = ("name", "=gotransverse_id")
     readonly_fields = (
         "ledger",
         "gotransverse_id",
@@ -170,7 +172,7 @@ class AccountingPeriodAdmin(MirroredReadOnlyAdmin):
     list_filter = ("is_open", "year", "ledger", "sync_state")
     list_select_related = ("year", "ledger")
     date_hierarchy = "start_date"
-    search_fields = ("name",)
+    search_fields = ("name", "=gotransverse_id")
     readonly_fields = (
         "ledger",
         "year",
