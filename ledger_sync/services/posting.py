@@ -511,10 +511,11 @@ def _items_for_posting(claimed: list[OrderSync], *, actor: str) -> list[_Item]:
         if journal.status == Journal.Status.DRAFT:
             # A draft whose order is POSTING/FAILED was approved: post it.
             action = ACTION_POST_DRAFT
-        elif journal.workflow == Journal.Workflow.REVIEW:
-            action = ACTION_CREATE_DRAFT
-        else:
+        elif journal.workflow == Journal.Workflow.AUTO:
             action = ACTION_CREATE_POSTED
+        else:
+            # Only an explicit "auto" posts without a person: anything else waits for review.
+            action = ACTION_CREATE_DRAFT
         items.append(
             _Item(
                 order_sync=order_sync,

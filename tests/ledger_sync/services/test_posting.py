@@ -283,6 +283,19 @@ def test_review_workflow_creates_drafts_and_approval_posts_them_by_reference(led
         assert transition.user == user and transition.actor == user.username
 
 
+def test_a_journal_with_an_unknown_workflow_waits_for_review_instead_of_posting(ledger):
+    journal = built_journal(workflow=Journal.Workflow.REVIEW)
+    # A settings row edited by hand past the admin's validation.
+    Journal.objects.filter(pk=journal.pk).update(workflow="Auto ")
+
+    report = journals_post(client=ledger.client())
+
+    assert report.drafted == 1 and report.posted == 0
+    (create,) = ledger.bulk_creates()
+    assert create.query == {"auto_post": "false"}
+    assert refreshed(journal).order_sync.state == OrderState.AWAITING_REVIEW
+
+
 def test_approving_needs_the_approve_permission(ledger, django_user_model):
     journal = built_journal(workflow=Journal.Workflow.REVIEW)
     journals_post(client=ledger.client())
