@@ -154,7 +154,10 @@ SPECTACULAR_SETTINGS = {
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 # --- ATLAS ETRM -------------------------------------------------------------------------------
-ATLAS_BASE_URL = env("ATLAS_BASE_URL", default="http://127.0.0.1:8101")
+# The defaults point at the local sandboxes (`manage.py sandbox`, SANDBOX_* below).
+_SANDBOX_ATLAS_PORT = env.int("SANDBOX_ATLAS_PORT", default=8101)
+_SANDBOX_GOTRANSVERSE_PORT = env.int("SANDBOX_GOTRANSVERSE_PORT", default=8102)
+ATLAS_BASE_URL = env("ATLAS_BASE_URL", default=f"http://127.0.0.1:{_SANDBOX_ATLAS_PORT}")
 ATLAS_USERNAME = env("ATLAS_USERNAME", default="ledger-sync")
 ATLAS_PASSWORD = env("ATLAS_PASSWORD", default="sandbox-password")
 ATLAS_TRIGGER_STATUS = env.list("ATLAS_TRIGGER_STATUS", default=["Approved order by ETRM"])
@@ -171,7 +174,9 @@ ATLAS_MAX_RETRIES = env.int("ATLAS_MAX_RETRIES", default=5)
 ATLAS_SYNC_INTERVAL_MINUTES = env.int("ATLAS_SYNC_INTERVAL_MINUTES", default=15)
 
 # --- Gotransverse AR Ledger -------------------------------------------------------------------
-GOTRANSVERSE_BASE_URL = env("GOTRANSVERSE_BASE_URL", default="http://127.0.0.1:8102")
+GOTRANSVERSE_BASE_URL = env(
+    "GOTRANSVERSE_BASE_URL", default=f"http://127.0.0.1:{_SANDBOX_GOTRANSVERSE_PORT}"
+)
 GOTRANSVERSE_API_KEY = env("GOTRANSVERSE_API_KEY", default="sandbox-api-key")
 GOTRANSVERSE_LEDGER_ID = env("GOTRANSVERSE_LEDGER_ID", default="1")
 if not GOTRANSVERSE_LEDGER_ID.strip().isdigit():
@@ -249,8 +254,8 @@ INBOUND_CLAIM_TIMEOUT_SECONDS = env.int("INBOUND_CLAIM_TIMEOUT_SECONDS", default
 
 # --- Sandboxes (python manage.py sandbox) -------------------------------------------------------
 SANDBOX_HOST = "127.0.0.1"
-SANDBOX_ATLAS_PORT = env.int("SANDBOX_ATLAS_PORT", default=8101)
-SANDBOX_GOTRANSVERSE_PORT = env.int("SANDBOX_GOTRANSVERSE_PORT", default=8102)
+SANDBOX_ATLAS_PORT = _SANDBOX_ATLAS_PORT
+SANDBOX_GOTRANSVERSE_PORT = _SANDBOX_GOTRANSVERSE_PORT
 SANDBOX_SEED = env.int("SANDBOX_SEED", default=2026)
 SANDBOX_ORDERS = env.int("SANDBOX_ORDERS", default=120)
 SANDBOX_WEBHOOK_URL = env(
