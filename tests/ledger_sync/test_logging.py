@@ -4,7 +4,9 @@ from ledger_sync.logging import KeyValueFormatter
 
 
 def _record(message: str, exc_info=None, **extra) -> logging.LogRecord:
-    record = logging.LogRecord("ledger_sync.test", logging.INFO, __file__, 1, message, None, exc_info)
+    record = logging.LogRecord(
+        "ledger_sync.test", logging.INFO, __file__, 1, message, None, exc_info
+    )
     for key, value in extra.items():
         setattr(record, key, value)
     return record
@@ -13,7 +15,9 @@ def _record(message: str, exc_info=None, **extra) -> logging.LogRecord:
 def test_the_fields_passed_as_extra_follow_the_message():
     formatter = KeyValueFormatter("%(levelname)s %(message)s")
 
-    text = formatter.format(_record("cycle.finished", trigger="command", problems=3, note="two words"))
+    text = formatter.format(
+        _record("cycle.finished", trigger="command", problems=3, note="two words")
+    )
 
     assert text == "INFO cycle.finished note='two words' problems=3 trigger=command"
 
