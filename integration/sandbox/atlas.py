@@ -280,6 +280,11 @@ class AtlasSandbox:
             item["status"] = status
             return dict(item)
 
+    def close(self) -> None:
+        """Drop the webhook sender's kept-alive connections. Until then the receiver keeps a
+        server thread (and whatever it holds, such as a database connection) waiting on each."""
+        self._webhook_session.close()
+
     def send_webhook(self, payload: dict[str, Any]) -> WebhookDelivery | None:
         """POST a signed webhook to `webhook_url` and record the outcome."""
         if not self.webhook_url:

@@ -550,6 +550,46 @@ def test_a_failing_webhook_receiver_is_recorded_not_raised(
     assert atlas_sandbox.app.dataset.orders[201]["status"] == "Settled"
 
 
+def test_closing_the_sandbox_drops_its_kept_alive_webhook_connection(make_atlas_sandbox):
+    """The receiver's server thread waits on a kept-alive connection, holding what it holds (a
+    live test server's database connection: PostgreSQL then cannot drop the test database)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    connection_closed = threading.Event()
+
+    class KeepAliveReceiver(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def finish(self) -> None:
+            super().finish()
+            connection_closed.set()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), KeepAliveReceiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        sandbox = make_atlas_sandbox(
+            webhook_url=f"http://127.0.0.1:{receiver.server_port}/api/webhooks/atlas/"
+        )
+        assert sandbox.app.set_order_status(201, "Settled").delivered
+        assert not connection_closed.is_set()  # kept alive for the next delivery
+
+        sandbox.app.close()
+
+        assert connection_closed.wait(timeout=5)
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
 def test_control_endpoint_changes_status_and_sends_the_webhook(atlas_sandbox, webhook_receiver):
     receiver, url = webhook_receiver()
     atlas_sandbox.app.webhook_url = url
