@@ -24,9 +24,7 @@ def row_text(problem: Problem) -> str:
     )
 
 
-def test_a_bad_signature_is_one_folded_problem_without_the_signature_or_body(
-    post_webhook, queued
-):
+def test_a_bad_signature_is_one_folded_problem_without_the_signature_or_body(post_webhook, queued):
     for _ in range(3):
         response = post_webhook({"event": "order.status_changed"}, signature="sha256=deadbeef")
         assert response.status_code == 401

@@ -147,7 +147,9 @@ def test_a_reference_pass_that_changed_something_queues_the_blocked_orders(
         assert queued == []
         orders_recheck_after_reference_sync(run=_run(created=1))
 
-    assert queued == [("ledger_sync.tasks.orders_recheck_task", [order.pk], "reference data synced")]
+    assert queued == [
+        ("ledger_sync.tasks.orders_recheck_task", [order.pk], "reference data synced")
+    ]
 
 
 def test_approving_the_match_releases_the_blocked_order_and_sends_it_at_once(
