@@ -293,13 +293,16 @@ def failed_callbacks() -> Iterator[Observation]:
 # --- mirrors ---------------------------------------------------------------------------------
 
 
-def _mirror_entities() -> dict[str, tuple[str, ...]]:
+def _full_pass_keys() -> dict[str, list[str]]:
+    """What a finished full pass of each mirror always has in its counts, and a resync of a few
+    records does not: ATLAS counts every entity of a full pass (also with none read); the
+    Gotransverse pass is always a full one and starts with the ledger."""
     from ledger_sync.services.atlas_mirror import ENTITIES as ATLAS_ENTITIES
-    from ledger_sync.services.gotransverse_mirror import ENTITIES as GOTRANSVERSE_ENTITIES
+    from ledger_sync.services.gotransverse_mirror import ENTITY_LEDGER
 
     return {
-        SyncRun.System.ATLAS: ATLAS_ENTITIES,
-        SyncRun.System.GOTRANSVERSE: GOTRANSVERSE_ENTITIES,
+        SyncRun.System.ATLAS: list(ATLAS_ENTITIES),
+        SyncRun.System.GOTRANSVERSE: [ENTITY_LEDGER],
     }
 
 
@@ -307,25 +310,27 @@ def mirror_errors() -> Iterator[Observation]:
     """The records the last finished full pass of each mirror could not take (a record fixed
     in the remote system resolves at the next pass), and a last pass that failed as a whole."""
     systems = dict(SyncRun.System.choices)
-    for system, entities in _mirror_entities().items():
-        last = SyncRun.objects.filter(system=system).exclude(status=SyncRun.Status.RUNNING)
-        # A full pass keeps every entity in its counts; a resync of a few records does not.
-        full = last.filter(counts__has_keys=list(entities))
-        latest_full = full.order_by("-started_at", "-id").first()
-        if latest_full is not None and latest_full.status == SyncRun.Status.FAILED:
+    for system, keys in _full_pass_keys().items():
+        finished = (
+            SyncRun.objects.filter(system=system)
+            .exclude(status=SyncRun.Status.RUNNING)
+            .exclude(trigger=SyncRun.Trigger.WEBHOOK)  # a webhook's resync of one order
+            .order_by("-started_at", "-id")
+        )
+        latest = finished.first()
+        if latest is not None and latest.status == SyncRun.Status.FAILED:
             yield Observation(
                 key=f"{system}:pass",
-                message=f"The last {systems[system]} pass failed: {latest_full.error_message}",
-                seen_at=latest_full.finished_at or latest_full.started_at,
-                record_label=f"{systems[system]} run {latest_full.pk}",
-                fix_url=_url("syncrun", latest_full.pk),
-                details={"sync_run": latest_full.pk},
+                message=f"The last {systems[system]} pass failed: {latest.error_message}",
+                seen_at=latest.finished_at or latest.started_at,
+                record_label=f"{systems[system]} run {latest.pk}",
+                fix_url=_url("syncrun", latest.pk),
+                details={"sync_run": latest.pk},
             )
-        taken = (
-            full.filter(status__in=[SyncRun.Status.SUCCEEDED, SyncRun.Status.COMPLETED_WITH_ERRORS])
-            .order_by("-started_at", "-id")
-            .first()
-        )
+        taken = finished.filter(
+            status__in=[SyncRun.Status.SUCCEEDED, SyncRun.Status.COMPLETED_WITH_ERRORS],
+            counts__has_keys=keys,
+        ).first()
         if taken is None:
             continue
         errors = SyncRunError.objects.filter(sync_run=taken).values(

@@ -327,8 +327,12 @@ def problems_refresh(
     report: dict[str, dict[str, int]] = {}
     for kind, observers in by_kind.items():
         try:
-            observations = [obs for observe in observers for obs in observe()]
-            report[kind] = problems_fold(kind=kind, observations=observations, now=now).as_dict()
+            # A savepoint: a source whose query fails inside a caller's transaction must not
+            # leave that transaction unusable (PostgreSQL aborts it until rolled back).
+            with transaction.atomic():
+                observations = [obs for observe in observers for obs in observe()]
+                folded = problems_fold(kind=kind, observations=observations, now=now)
+            report[kind] = folded.as_dict()
         except Exception:
             logger.exception("problems.refresh_failed", extra={"kind": kind})
             report[kind] = {"error": 1}

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django_q.tasks import async_task
 
 from ledger_sync.models import OrderState, OrderSync, SyncRun
@@ -38,16 +38,18 @@ def _rebuildable_blocked() -> Q:
     return Q(state=S.BLOCKED) & ~Q(blocked_reason__in=MANUAL_ONLY_REASONS)
 
 
+def _affected(counterparty_ids: Iterable[int] | None) -> QuerySet:
+    if counterparty_ids is None:
+        return OrderSync.objects.filter(_rebuildable_blocked())
+    return OrderSync.objects.filter(order__counterparty_id__in=list(counterparty_ids)).filter(
+        _rebuildable_blocked() | Q(state=S.READY)
+    )
+
+
 def orders_affected(*, counterparty_ids: Iterable[int] | None = None) -> list[int]:
     """The order syncs a fix may release: a counterparty's blocked and ready orders, or (no
     counterparty given) every blocked order."""
-    if counterparty_ids is None:
-        rows = OrderSync.objects.filter(_rebuildable_blocked())
-    else:
-        rows = OrderSync.objects.filter(order__counterparty_id__in=list(counterparty_ids)).filter(
-            _rebuildable_blocked() | Q(state=S.READY)
-        )
-    return list(rows.order_by("pk").values_list("pk", flat=True))
+    return list(_affected(counterparty_ids).order_by("pk").values_list("pk", flat=True))
 
 
 def orders_recheck_enqueue(*, reason: str, counterparty_ids: Iterable[int] | None = None) -> None:
@@ -58,6 +60,8 @@ def orders_recheck_enqueue(*, reason: str, counterparty_ids: Iterable[int] | Non
     A failure to queue is logged and never undoes the fix: the next cycle re-checks them too.
     """
     ids = None if counterparty_ids is None else sorted({int(pk) for pk in counterparty_ids})
+    if not _affected(ids).exists():
+        return  # nothing to release: no callback, no task
     transaction.on_commit(
         lambda: orders_recheck_queue(reason=reason, counterparty_ids=ids), robust=True
     )

@@ -159,10 +159,6 @@ def sync_run_start_exclusive(
         recorder = sync_run_start(system=system, trigger=trigger, user=user)
         recorder.run.counts = {entity: dict.fromkeys(OUTCOMES, 0) for entity in entities}
         recorder.run.save(update_fields=["counts"])
-        # Every entity stays in the finished counts too (also with nothing read), so a finished
-        # full pass is told from a resync by its counts (the error queue relies on it).
-        for entity in entities:
-            recorder.count(entity, "created", 0)
         return recorder
 
 

@@ -269,7 +269,7 @@ def test_failed_deliveries_and_refused_callbacks_are_listed():
 
 
 def _full_run(*, system=SyncRun.System.ATLAS, status=SyncRun.Status.COMPLETED_WITH_ERRORS):
-    from ledger_sync.services.problem_sources import _mirror_entities
+    from ledger_sync.services.problem_sources import _full_pass_keys
 
     return SyncRun.objects.create(
         system=system,
@@ -277,7 +277,8 @@ def _full_run(*, system=SyncRun.System.ATLAS, status=SyncRun.Status.COMPLETED_WI
         status=status,
         started_at=timezone.now(),
         finished_at=timezone.now(),
-        counts={entity: {"created": 0} for entity in _mirror_entities()[system]},
+        error_message="ATLAS unreachable" if status == SyncRun.Status.FAILED else "",
+        counts={entity: {"created": 0} for entity in _full_pass_keys()[system]},
     )
 
 
@@ -302,6 +303,21 @@ def test_mirror_record_errors_of_the_last_full_pass_fold_across_passes():
     assert problem.key == "atlas:Order:210:totalAmount"
     assert problem.count == 2
     assert problem.status == S.OPEN
+
+    _full_run(status=SyncRun.Status.SUCCEEDED)
+    problems_refresh(kinds=[K.MIRROR_RECORD_ERROR])
+
+    assert Problem.objects.get().status == S.RESOLVED
+
+
+def test_a_mirror_pass_that_failed_as_a_whole_is_a_problem_until_a_pass_succeeds():
+    run = _full_run(status=SyncRun.Status.FAILED)
+    problems_refresh(kinds=[K.MIRROR_RECORD_ERROR])
+
+    problem = Problem.objects.get()
+    assert problem.key == "atlas:pass"
+    assert problem.message == "The last ATLAS ETRM pass failed: ATLAS unreachable"
+    assert problem.fix_url == f"/admin/ledger_sync/syncrun/{run.pk}/change/"
 
     _full_run(status=SyncRun.Status.SUCCEEDED)
     problems_refresh(kinds=[K.MIRROR_RECORD_ERROR])
@@ -381,3 +397,34 @@ def test_only_the_roles_may_work_the_queue(django_user_model):
 
     with pytest.raises(PermissionDenied):
         problems_resolve(problems=[report()], user=stranger)
+
+
+def test_open_counts_per_kind_for_the_dashboard(django_assert_num_queries):
+    from ledger_sync.selectors.problems import problems_open_counts
+
+    report(key="a")
+    report(key="b")
+    problem_report(kind=K.FAILED_TASK, key="t", message="boom")
+    problems_ignore(problems=Problem.objects.filter(key="t"), user=accountant())
+
+    with django_assert_num_queries(1):
+        assert problems_open_counts() == {K.REFUSED_REQUEST: 2}
+
+
+def test_a_real_mirror_pass_puts_its_broken_record_in_the_queue(atlas_sandbox):
+    from integration.atlas.client import AtlasClient
+    from ledger_sync.services.atlas_mirror import atlas_mirror_run
+
+    broken = atlas_sandbox.app.dataset.broken["order_missing_due_date"][0]
+    client = AtlasClient(
+        base_url=atlas_sandbox.url, username=atlas_sandbox.username, password="sandbox-password"
+    )
+
+    run = atlas_mirror_run(client=client, trigger="command")  # refreshes the queue at its end
+
+    assert run.status == SyncRun.Status.COMPLETED_WITH_ERRORS
+    problem = Problem.objects.get(
+        kind=K.MIRROR_RECORD_ERROR, key__startswith=f"atlas:Order:{broken}:"
+    )
+    assert problem.record_label == f"ATLAS ETRM Order {broken}"
+    assert problem.status == S.OPEN
