@@ -428,3 +428,24 @@ def test_a_real_mirror_pass_puts_its_broken_record_in_the_queue(atlas_sandbox):
     )
     assert problem.record_label == f"ATLAS ETRM Order {broken}"
     assert problem.status == S.OPEN
+
+
+def test_the_inbound_sweep_refreshes_the_inbound_problems():
+    from ledger_sync.services.inbound import inbound_sweep
+
+    now = timezone.now()
+    InboundDelivery.objects.create(
+        dedup_key="event:sweep",
+        raw_body="{}",
+        received_at=now,
+        state=InboundDelivery.State.FAILED,
+        attempts=12,
+        last_error="ATLAS refused the order.",
+        next_attempt_at=None,  # no retry left: the sweep does not take it
+    )
+
+    inbound_sweep(now=now)
+
+    problem = Problem.objects.get(kind=K.FAILED_DELIVERY)
+    assert problem.count == 12
+    assert "No automatic retry is left" in problem.message
