@@ -230,3 +230,21 @@ def inbound_sweep_task(trigger: str = "schedule") -> dict:
     from ledger_sync.services.inbound import inbound_sweep
 
     return inbound_sweep().as_dict()
+
+
+# --- the error queue and re-checks after a fix (issue 9) -------------------------------------
+
+
+def problems_refresh_task(trigger: str = "schedule") -> dict:
+    """Fold every problem source into the error queue; what changed per kind."""
+    from ledger_sync.services.problems import problems_refresh
+
+    return problems_refresh()
+
+
+def orders_recheck_task(order_sync_ids: list[int], reason: str = "") -> dict:
+    """Re-check these orders now that their cause may be fixed (queued by the fix); what the
+    build and the sending did. Idempotent: orders no longer blocked or ready are skipped."""
+    from ledger_sync.services.rechecks import orders_recheck
+
+    return orders_recheck(order_sync_ids=order_sync_ids, reason=reason).as_dict()

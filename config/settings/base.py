@@ -248,6 +248,9 @@ INVOICE_PREFIX_SELF_BILLING = env("INVOICE_PREFIX_SELF_BILLING", default="SB")
 # it can be looked up in ATLAS even if our own record of it were lost.
 INVOICE_EXTERNAL_ID_PATTERN = env("INVOICE_EXTERNAL_ID_PATTERN", default="LS-INV-{order_id}")
 JOURNAL_CYCLE_INTERVAL_MINUTES = env.int("JOURNAL_CYCLE_INTERVAL_MINUTES", default=15)
+# The error queue is refreshed from its sources after each cycle, mirror pass and inbound sweep,
+# and on this schedule too (services/problems.py); never on page load.
+PROBLEMS_REFRESH_INTERVAL_MINUTES = env.int("PROBLEMS_REFRESH_INTERVAL_MINUTES", default=5)
 
 # --- Inbound REST: webhooks, payment and invoice callbacks (ledger_sync/api, services/inbound.py)
 # Largest request body the API accepts; bigger → 413 before anything is parsed or stored.

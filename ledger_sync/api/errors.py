@@ -7,13 +7,18 @@ request field at fault, or null.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from ledger_sync.models import ApiClient
 from ledger_sync.services.payments import CallbackRejected, IdempotencyConflict
+from ledger_sync.services.problems import refused_request_report
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(exceptions.APIException):
@@ -105,3 +110,40 @@ def _first_error(detail: Any, prefix: str = "") -> tuple[str | None, str]:
     text = str(detail)
     field = prefix.rstrip(".") or None
     return field, f"{field}: {text}" if field else text
+
+
+def refused_request_record(request: Any, response: Response, *, caller: str | None = None) -> None:
+    """Put a 4xx answer in the error queue (folded per endpoint, caller, status and reason).
+
+    Only the error body's code, message and field are kept: never the request body or its
+    headers (a token, a signature). `caller` names a caller that has no API client (the ATLAS
+    webhook); otherwise the authenticated client, or "an unauthenticated caller".
+    """
+    if not 400 <= response.status_code < 500:
+        return
+    try:
+        _refused_request_record(request, response, caller=caller)
+    except Exception:
+        # The answer goes out whatever happens to its record.
+        logger.exception("problems.refused_request_not_recorded")
+
+
+def _refused_request_record(request: Any, response: Response, *, caller: str | None) -> None:
+    error = (response.data or {}).get("error") if isinstance(response.data, dict) else None
+    error = error if isinstance(error, dict) else {}
+    # Not request.auth: reading it would authenticate again when the request was refused
+    # before authentication (HTTPS, body size).
+    client = getattr(request, "_auth", None)
+    client = client if isinstance(client, ApiClient) else None
+    match = getattr(request, "resolver_match", None)
+    refused_request_report(
+        route=match.route if match is not None else request.path,
+        method=request.method,
+        client=caller or (f"API client {client.name}" if client else "an unauthenticated caller"),
+        api_client_pk=client.pk if client else None,
+        status_code=response.status_code,
+        code=str(error.get("code") or "error"),
+        message=str(error.get("message") or response.status_text or ""),
+        field=error.get("field"),
+        remote_addr=request.META.get("REMOTE_ADDR"),
+    )

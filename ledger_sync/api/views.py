@@ -27,6 +27,7 @@ from ledger_sync.api.errors import (
     HttpsRequired,
     api_exception_handler,
     error_response,
+    refused_request_record,
 )
 from ledger_sync.api.parsers import ExactJSONParser
 from ledger_sync.api.permissions import HasApiClientPermission
@@ -103,6 +104,16 @@ class ApiView(APIView):
 
     def get_exception_handler(self) -> Any:
         return api_exception_handler
+
+    # The caller the error queue names when there is no API client (the webhook overrides it).
+    refused_caller: str | None = None
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        # Every refusal, raised or returned (a bad signature is returned), reaches the queue.
+        refused_request_record(request, response, caller=self.refused_caller)
+        return super().finalize_response(request, response, *args, **kwargs)
 
 
 def _read_body_capped(http_request: Any, *, limit: int) -> bytes:
@@ -183,6 +194,7 @@ class AtlasWebhookView(ApiView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
     throttle_classes: list[Any] = []
+    refused_caller = "the webhook sender"
 
     @extend_schema(
         operation_id="atlas_webhook",

@@ -51,6 +51,8 @@ from ledger_sync.models import (
     SyncState,
 )
 from ledger_sync.services.mirror_records import json_safe, raw_changes
+from ledger_sync.services.problem_sources import MIRROR_KINDS
+from ledger_sync.services.problems import problems_refresh_safely
 from ledger_sync.services.sync_runs import (
     RunRecorder,
     SyncRunAlreadyRunning,
@@ -114,7 +116,9 @@ def atlas_mirror_run(
     """
     recorder = _claim_full_pass(trigger=trigger, user=user)
     mirror = _Mirror(client=client, recorder=recorder, progress=progress)
-    return mirror.run(mirror.full_pass)
+    run = mirror.run(mirror.full_pass)
+    problems_refresh_safely(kinds=MIRROR_KINDS)
+    return run
 
 
 def atlas_mirror_records(

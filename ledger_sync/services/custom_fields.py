@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import CustomFieldMapping, CustomFieldMappingChange
+from ledger_sync.services.rechecks import orders_recheck_enqueue
 
 CHANGE_PERMISSION = "ledger_sync.change_customfieldmapping"
 # entry_values keys are identifiers: they end up as JSON keys read by code and reports.
@@ -83,6 +84,7 @@ def custom_field_mapping_set(
     CustomFieldMappingChange.objects.create(
         definition=definition, changed_by=user, changed_at=now, before=before, after=after
     )
+    orders_recheck_enqueue(reason="custom-field mapping saved")
     return mapping
 
 
@@ -103,4 +105,5 @@ def custom_field_mapping_remove(*, definition: Any, user: Any, now: datetime | N
         before=before,
         after={"target_key": "", "ignored": False, "removed": True},
     )
+    orders_recheck_enqueue(reason="custom-field mapping removed")
     return True

@@ -72,6 +72,7 @@ def cycle_run(
     from ledger_sync.services.journals import orders_build_ready, orders_select_candidates
     from ledger_sync.services.matching import counterparty_propose_matches
     from ledger_sync.services.posting import journals_post
+    from ledger_sync.services.problems import problems_refresh_safely
     from ledger_sync.services.remote import (
         atlas_client_from_settings,
         gotransverse_client_from_settings,
@@ -148,6 +149,7 @@ def cycle_run(
     report.stages["orders"] = orders_by_state()
     report.remote_calls = {"atlas": atlas.stats.requests, "gotransverse": ledger.stats.requests}
     report.problems = cycle_problems()
+    problems_refresh_safely()
     report.seconds = time.monotonic() - started
     logger.info(
         "cycle.finished",

@@ -46,6 +46,9 @@ from ledger_sync.models import (
     SyncState,
 )
 from ledger_sync.services.mirror_records import json_safe, raw_changes, raw_content_hash
+from ledger_sync.services.problem_sources import MIRROR_KINDS
+from ledger_sync.services.problems import problems_refresh_safely
+from ledger_sync.services.rechecks import orders_recheck_after_reference_sync
 from ledger_sync.services.sync_runs import (
     RunRecorder,
     SyncRunAlreadyRunning,
@@ -116,8 +119,12 @@ def gotransverse_mirror_run(
             **_stats_since(client, stats_at_start),
         )
         raise
-    run = recorder.finish(error=error, **_stats_since(client, stats_at_start))
-    return _store_missing_counts(run, mirror.missing)
+    run = _store_missing_counts(
+        recorder.finish(error=error, **_stats_since(client, stats_at_start)), mirror.missing
+    )
+    orders_recheck_after_reference_sync(run=run)
+    problems_refresh_safely(kinds=MIRROR_KINDS)
+    return run
 
 
 def _ledger_id(value: int | str) -> int:

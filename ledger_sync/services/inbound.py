@@ -707,6 +707,8 @@ def inbound_sweep(
         payment_invoice_checks_due,
         settlements_due,
     )
+    from ledger_sync.services.problem_sources import INBOUND_KINDS
+    from ledger_sync.services.problems import problems_refresh_safely
 
     now = now or timezone.now()
     report = SweepReport()
@@ -764,4 +766,5 @@ def inbound_sweep(
             setattr(report, kind, getattr(report, kind) + 1)
     # Orders paid while their write-back was still running move once it made them INVOICED.
     report.order_states = order_payment_states_catch_up(limit=limit)
+    problems_refresh_safely(kinds=INBOUND_KINDS)
     return report

@@ -502,7 +502,8 @@ def fix_url_periods(*, ledger: Ledger | None, period_pk: int | None = None) -> s
 
 def fix_url_counterparty_matching(counterparty: Counterparty) -> str:
     """The matching page narrowed to this counterparty: approve a candidate or create a party."""
-    return _admin_url("counterpartymatching", query=f"q={counterparty.atlas_id}")
+    # The exact row (a search for the ATLAS id would also match names containing its digits).
+    return _admin_url("counterpartymatching", query=f"id__exact={counterparty.pk}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1404,18 +1405,25 @@ def order_rebuild(
     )
 
 
-def orders_build_ready(*, actor: str = "system:run_cycle", batch_size: int = 500) -> dict[str, int]:
+def orders_build_ready(
+    *,
+    actor: str = "system:run_cycle",
+    batch_size: int = 500,
+    order_sync_ids: Iterable[int] | None = None,
+) -> dict[str, int]:
     """The cycle's build stage: every READY order, every JOURNAL_BUILT one (re-validated, so a
     period closed or an order changed since is caught before sending) and every order blocked
-    for a cause that may have been fixed meanwhile. Returns counts per Outcome."""
-    pks = list(
-        OrderSync.objects.filter(
-            Q(state__in=[S.READY, S.JOURNAL_BUILT])
-            | (Q(state=S.BLOCKED) & ~Q(blocked_reason__in=MANUAL_ONLY_REASONS))
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
+    for a cause that may have been fixed meanwhile. Returns counts per Outcome.
+
+    `order_sync_ids` narrows it to those orders (the re-check after a fix, services/rechecks.py).
+    """
+    rebuildable = OrderSync.objects.filter(
+        Q(state__in=[S.READY, S.JOURNAL_BUILT])
+        | (Q(state=S.BLOCKED) & ~Q(blocked_reason__in=MANUAL_ONLY_REASONS))
     )
+    if order_sync_ids is not None:
+        rebuildable = rebuildable.filter(pk__in=list(order_sync_ids))
+    pks = list(rebuildable.order_by("pk").values_list("pk", flat=True))
     counts: Counter[str] = Counter()
     ctx = BuildContext()
     for start in range(0, len(pks), batch_size):

@@ -46,6 +46,7 @@ from ledger_sync.services.normalise import (
     legal_name_normalise,
     vat_normalise,
 )
+from ledger_sync.services.rechecks import orders_recheck_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -535,6 +536,9 @@ def match_proposal_approve(
         raise InvalidTransition(
             "One of these counterparties was mapped by someone else just now; reload the page."
         ) from None
+    orders_recheck_enqueue(
+        reason="match approved", counterparty_ids=[m.counterparty_id for m in mappings]
+    )
     result = ApprovalResult(mappings=mappings)
     if write_back and mappings:
         from ledger_sync.services.counterparty_writeback import counterparty_mappings_write_back
@@ -677,6 +681,7 @@ def counterparty_create_erp_party(
     _require_approver(user)
     now = now or timezone.now()
     mapping = _erp_party_create_and_map(counterparty=counterparty, user=user, role=role, now=now)
+    orders_recheck_enqueue(reason="ERP party created", counterparty_ids=[mapping.counterparty_id])
     if write_back:
         from ledger_sync.services.counterparty_writeback import counterparty_mappings_write_back
 

@@ -21,6 +21,7 @@ from ledger_sync.models import (
 )
 from ledger_sync.models.reference import CONTROL_ACCOUNT_FIELDS
 from ledger_sync.selectors.reference import gl_account_check
+from ledger_sync.services.rechecks import orders_recheck_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ def posting_settings_update(*, user: Any, **changes: Any) -> PostingSettings:
         after=current.snapshot(),
         changes=diff,
     )
+    orders_recheck_enqueue(reason="posting settings changed")
     logger.info(
         "posting settings changed",
         extra={"fields": sorted(diff), "user_id": getattr(actor, "pk", None)},

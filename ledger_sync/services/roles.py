@@ -27,7 +27,8 @@ FINANCE_LEAD = "Finance lead"
 APP_LABEL = "ledger_sync"
 
 # Permissions on top of "view" for every ledger_sync model.
-ACCOUNTANT_EXTRA = ("add_masterdatacorrection", "approve_journal")  # journals: issue 5
+# change_problem: both roles work the error queue (assign, note, resolve, ignore).
+ACCOUNTANT_EXTRA = ("add_masterdatacorrection", "approve_journal", "change_problem")
 FINANCE_LEAD_EXTRA = (
     "add_masterdatacorrection",
     "change_masterdatacorrection",
@@ -43,6 +44,7 @@ FINANCE_LEAD_EXTRA = (
     "delete_customfieldmapping",
     "change_postingsettings",
     "approve_journal",
+    "change_problem",
 )
 
 

@@ -41,6 +41,11 @@ def default_schedules() -> list[ScheduleSpec]:
             func="ledger_sync.tasks.run_cycle_task",
             minutes=settings.JOURNAL_CYCLE_INTERVAL_MINUTES,
         ),
+        ScheduleSpec(
+            name="Error queue refresh",
+            func="ledger_sync.tasks.problems_refresh_task",
+            minutes=settings.PROBLEMS_REFRESH_INTERVAL_MINUTES,
+        ),
     ]
 
 

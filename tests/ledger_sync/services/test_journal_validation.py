@@ -307,7 +307,7 @@ def test_unmatched_counterparty_blocks_until_mapped(world):
     assert_blocked(
         order_sync,
         BlockedReason.UNMATCHED_COUNTERPARTY,
-        fix_url_contains=f"/counterpartymatching/?q={counterparty.atlas_id}",
+        fix_url_contains=f"/counterpartymatching/?id__exact={counterparty.pk}",
     )
     assert counterparty.name in order_sync.blocked_message
 

@@ -278,3 +278,27 @@ def test_a_code_atlas_already_holds_otherwise_is_not_sent_again_each_cycle(sandb
     for report in reports:
         assert report.stages["counterparty_write_back"]["codes_failed"] == 1
         assert any("BA-CONFLICT" in error for error in report.errors)
+
+
+def test_a_cycle_leaves_every_blocked_order_and_mirror_error_in_the_error_queue(sandboxes):
+    from ledger_sync.models import Problem
+
+    atlas, _ledger = sandboxes
+
+    run_cycle()
+
+    blocked = set(OrderSync.objects.filter(state=OrderState.BLOCKED).values_list("pk", flat=True))
+    queued = set(
+        Problem.objects.filter(
+            kind=Problem.Kind.BLOCKED_ORDER, status=Problem.Status.OPEN
+        ).values_list("key", flat=True)
+    )
+    assert blocked and queued == {f"order_sync:{pk}" for pk in blocked}
+    missing_due = atlas.app.dataset.broken["order_missing_due_date"][0]
+    assert Problem.objects.filter(
+        kind=Problem.Kind.MIRROR_RECORD_ERROR, key__startswith=f"atlas:Order:{missing_due}:"
+    ).exists()
+
+    run_cycle()  # a repeat folds: no second row for anything
+
+    assert Problem.objects.filter(kind=Problem.Kind.BLOCKED_ORDER).count() == len(blocked)
