@@ -22,7 +22,7 @@ from django.utils.safestring import SafeString
 from django_q.tasks import async_task
 
 from ledger_sync.admin.mirror import change_history_table, raw_json_block
-from ledger_sync.admin.readonly import ReadOnlyAdmin, ReadOnlyPermissions
+from ledger_sync.admin.readonly import ReadOnlyAdmin, ReadOnlyPermissions, SuperuserOnlyFields
 from ledger_sync.models import (
     Counterparty,
     CounterpartyCustomFieldValue,
@@ -131,8 +131,10 @@ class ErpCodeFilter(admin.SimpleListFilter):
 # --- base ----------------------------------------------------------------------------------------
 
 
-class AtlasMirrorAdmin(ReadOnlyAdmin):
+class AtlasMirrorAdmin(SuperuserOnlyFields, ReadOnlyAdmin):
     """Read-only admin of one mirrored ATLAS model."""
+
+    superuser_only_fields = ("raw_json_pretty",)
 
     actions = ["resync_selected"]
     ordering = ("-atlas_id",)

@@ -19,7 +19,8 @@ from django.template import RequestContext, Template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from ledger_sync.admin.readonly import ReadOnlyAdmin
+from ledger_sync.admin.display import pretty_json
+from ledger_sync.admin.readonly import ReadOnlyAdmin, SuperuserOnlyFields
 from ledger_sync.models import (
     ApiClient,
     InboundDelivery,
@@ -63,11 +64,19 @@ def _badge(state: str, label: str) -> SafeString:
 
 
 def _pre(text: str) -> SafeString:
-    return format_html('<pre style="white-space:pre-wrap;max-width:100em">{}</pre>', text or "—")
+    """A payload or traceback, folded (shown to superusers only: SuperuserOnlyFields)."""
+    if not text:
+        return format_html("{}", "—")
+    return format_html(
+        '<details><summary>Show</summary><pre style="white-space:pre-wrap;max-width:100em">{}'
+        "</pre></details>",
+        pretty_json(text),
+    )
 
 
 @admin.register(InboundDelivery)
-class InboundDeliveryAdmin(ReadOnlyAdmin):
+class InboundDeliveryAdmin(SuperuserOnlyFields, ReadOnlyAdmin):
+    superuser_only_fields = ("headers", "raw_body_pretty", "traceback_pretty")
     list_display = (
         "id",
         "received_at",
@@ -230,7 +239,8 @@ class ApiClientAdmin(admin.ModelAdmin):
         return _token_page(request, client=issued.client, token=issued.token)
 
 
-class _CallbackAdmin(ReadOnlyAdmin):
+class _CallbackAdmin(SuperuserOnlyFields, ReadOnlyAdmin):
+    superuser_only_fields = ("request_pretty", "atlas_request_pretty", "atlas_response_pretty")
     list_filter = ("state",)
     search_fields = ("external_id",)
     date_hierarchy = "received_at"

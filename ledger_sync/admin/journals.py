@@ -13,17 +13,19 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django_q.tasks import async_task
 
-from integration import wire
-from ledger_sync.admin.readonly import ReadOnlyPermissions
+from ledger_sync.admin.display import gl_account_names, money, pretty_json
+from ledger_sync.admin.readonly import ReadOnlyPermissions, SuperuserOnlyFields
 from ledger_sync.models import (
     BlockedReason,
     Journal,
@@ -44,15 +46,6 @@ TASKS = "ledger_sync.tasks."
 def _enqueue(func: str, *args: Any, task_name: str) -> None:
     """Queue a task once the admin's transaction has committed (never run it here)."""
     transaction.on_commit(lambda: async_task(TASKS + func, *args, task_name=task_name))
-
-
-def _pretty_json(text: str) -> str:
-    if not text:
-        return ""
-    try:
-        return wire.dumps(wire.loads(text), indent=2)
-    except ValueError:
-        return text
 
 
 def _order_link(order_sync: OrderSync) -> SafeString:
@@ -139,16 +132,14 @@ class OrderStateFilter(_OrderSyncChoiceFilter):
 @admin.register(Journal)
 class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
     # Read-only: posted journals are never edited; corrections are reversals.
+    # Seven columns, so the list fits 1,280 px; the rest is on the journal's page.
     list_display = (
         "source_transaction_reference",
         "order",
         "counterparty",
         "amount",
-        "currency",
         "status",
         "order_state",
-        "blocked_reason",
-        "workflow",
         "landed_period",
     )
     list_filter = (OrderStateFilter, BlockedReasonFilter, "status", "workflow", "kind")
@@ -197,16 +188,15 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
         return counterparty.name if counterparty else "—"
 
     @admin.display(description="Amount", ordering="total_debit")
-    def amount(self, obj: Journal) -> Decimal:
-        return obj.total_debit
+    def amount(self, obj: Journal) -> SafeString | str:
+        return money(obj.total_debit, obj.currency)
 
     @admin.display(description="Order state", ordering="order_sync__state")
     def order_state(self, obj: Journal) -> str:
-        return obj.order_sync.get_state_display()
-
-    @admin.display(description="Blocked reason")
-    def blocked_reason(self, obj: Journal) -> str:
-        return obj.order_sync.get_blocked_reason_display() if obj.order_sync.blocked_reason else ""
+        order_sync = obj.order_sync
+        if order_sync.blocked_reason:
+            return f"Blocked: {order_sync.get_blocked_reason_display()}"
+        return order_sync.get_state_display()
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
@@ -217,8 +207,125 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
             .first()
         )
         if journal is not None:
-            extra_context = {**(extra_context or {}), **journal_detail_context(journal)}
+            can_decide = self.has_approve_permission(request)
+            extra_context = {
+                **(extra_context or {}),
+                **journal_detail_context(journal),
+                "can_approve": can_decide and journal_can_be_approved(journal),
+                "can_reject": can_decide and journal_can_be_rejected(journal),
+                "show_raw": request.user.is_superuser,
+            }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:journal_id>/approve/",
+                self.admin_site.admin_view(self.approve_view),
+                name="ledger_sync_journal_approve",
+            ),
+            path(
+                "<int:journal_id>/reject/",
+                self.admin_site.admin_view(self.reject_view),
+                name="ledger_sync_journal_reject",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _decision_journal(self, request: HttpRequest, journal_id: int) -> Journal:
+        if not self.has_approve_permission(request):
+            raise PermissionDenied("Only accountants and finance leads may review journals.")
+        return get_object_or_404(
+            Journal.objects.select_related("order_sync__order__counterparty"), pk=journal_id
+        )
+
+    def _decision_page(
+        self, request: HttpRequest, journal: Journal, **context: Any
+    ) -> TemplateResponse:
+        return TemplateResponse(
+            request,
+            "admin/ledger_sync/journal/decide.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "journal": journal,
+                "order": journal.order_sync.order,
+                "amount": money(journal.total_debit, journal.currency),
+                "balanced": journal.total_debit == journal.total_credit,
+                "back_url": reverse("admin:ledger_sync_journal_change", args=[journal.pk]),
+                **context,
+            },
+        )
+
+    def approve_view(self, request: HttpRequest, journal_id: int) -> HttpResponse:
+        """The journal page's "Approve and post" button: asks, then queues the posting."""
+        journal = self._decision_journal(request, journal_id)
+        back = HttpResponseRedirect(reverse("admin:ledger_sync_journal_change", args=[journal.pk]))
+        if not journal_can_be_approved(journal):
+            self.message_user(
+                request,
+                f"Journal {journal.source_transaction_reference} does not await review "
+                f"({journal.get_status_display()}; order {journal.order_sync.get_state_display()}"
+                ").",
+                messages.WARNING,
+            )
+            return back
+        if request.method == "POST" and "confirm" in request.POST:
+            _enqueue(
+                "approve_journals_task",
+                [journal.pk],
+                request.user.pk,
+                task_name=f"Approve journal {journal.source_transaction_reference}",
+            )
+            self.message_user(
+                request,
+                f"Journal {journal.source_transaction_reference} approved: it is being posted to "
+                "the AR Ledger. Reload this page to see the result.",
+                messages.SUCCESS,
+            )
+            return back
+        return self._decision_page(
+            request,
+            journal,
+            title=f"Approve and post journal {journal.source_transaction_reference}?",
+            submit_label="Approve and post",
+        )
+
+    def reject_view(self, request: HttpRequest, journal_id: int) -> HttpResponse:
+        """The journal page's "Reject" button: asks why, then queues the rejection."""
+        journal = self._decision_journal(request, journal_id)
+        back = HttpResponseRedirect(reverse("admin:ledger_sync_journal_change", args=[journal.pk]))
+        if not journal_can_be_rejected(journal):
+            self.message_user(
+                request,
+                f"Journal {journal.source_transaction_reference} is not a draft awaiting review; "
+                "only such a draft can be rejected.",
+                messages.WARNING,
+            )
+            return back
+        form = ReasonForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            _enqueue(
+                "reject_journal_task",
+                journal.pk,
+                request.user.pk,
+                form.cleaned_data["reason"].strip(),
+                task_name=f"Reject journal {journal.source_transaction_reference}",
+            )
+            self.message_user(
+                request,
+                f"Journal {journal.source_transaction_reference} rejected: the draft is being "
+                "deleted in the AR Ledger and the order blocked with your reason.",
+                messages.SUCCESS,
+            )
+            return back
+        return self._decision_page(
+            request,
+            journal,
+            title=f"Reject journal {journal.source_transaction_reference}?",
+            form=form,
+            submit_label="Reject the draft",
+        )
 
     # --- actions (enqueued) ---------------------------------------------------------------
 
@@ -287,6 +394,27 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
         _orders_rebuild(self, request, queryset.values_list("order_sync_id", flat=True))
 
 
+def journal_can_be_approved(journal: Journal) -> bool:
+    """What journal_approve takes: the order's current draft posting, awaiting review."""
+    return (
+        journal.kind == Journal.Kind.POSTING
+        and journal.status == Journal.Status.DRAFT
+        and journal.order_sync.state == OrderState.AWAITING_REVIEW
+    )
+
+
+def journal_can_be_rejected(journal: Journal) -> bool:
+    """What journal_reject takes: a draft awaiting review, or one the ledger refused to post."""
+    order_sync = journal.order_sync
+    return journal.status == Journal.Status.DRAFT and (
+        order_sync.state == OrderState.AWAITING_REVIEW
+        or (
+            order_sync.state == OrderState.BLOCKED
+            and order_sync.blocked_reason == BlockedReason.REMOTE_REJECTION
+        )
+    )
+
+
 def journal_detail_context(journal: Journal) -> dict[str, Any]:
     """What the review page shows beside the journal: lines with totals, the ATLAS order and
     items, request and response, and the order's history."""
@@ -318,8 +446,11 @@ def journal_detail_context(journal: Journal) -> dict[str, Any]:
         "atlas_item_rows": item_rows,
         # What validation compares with the order's totalAmount: the booked items only.
         "items_gross": sum(booked, Decimal("0.00")),
-        "request_pretty": _pretty_json(journal.request_json),
-        "response_pretty": _pretty_json(journal.response_json),
+        "request_pretty": pretty_json(journal.request_json),
+        "response_pretty": pretty_json(journal.response_json),
+        "gl_names": gl_account_names(
+            [line.gl_account for line in lines] + [item.gl_account for item in items]
+        ),
         "transitions": list(
             OrderTransition.objects.filter(order_sync=order_sync)
             .select_related("user")
@@ -484,7 +615,10 @@ class OrderSyncAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
 
 
 @admin.register(WriteBackStep)
-class WriteBackStepAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
+class WriteBackStepAdmin(
+    _ApproverMixin, SuperuserOnlyFields, ReadOnlyPermissions, admin.ModelAdmin
+):
+    superuser_only_fields = ("request_pretty", "response_pretty")
     list_display = (
         "order",
         "kind",
@@ -524,11 +658,11 @@ class WriteBackStepAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
 
     @admin.display(description="Request sent")
     def request_pretty(self, obj: WriteBackStep) -> SafeString:
-        return format_html("<pre>{}</pre>", _pretty_json(obj.request_json))
+        return format_html("<pre>{}</pre>", pretty_json(obj.request_json))
 
     @admin.display(description="Response received")
     def response_pretty(self, obj: WriteBackStep) -> SafeString:
-        return format_html("<pre>{}</pre>", _pretty_json(obj.response_json))
+        return format_html("<pre>{}</pre>", pretty_json(obj.response_json))
 
     @admin.action(description="Retry the failed write-backs now", permissions=["approve"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from ledger_sync.admin.mirror import raw_json_block
-from ledger_sync.admin.readonly import ReadOnlyAdmin
+from ledger_sync.admin.readonly import ReadOnlyAdmin, SuperuserOnlyFields
 from ledger_sync.models import RecordChange, SyncRun, SyncRunError
 from ledger_sync.selectors.atlas import sync_run_errors
 from ledger_sync.services.atlas_mirror import ENTITIES as ATLAS_ENTITIES
@@ -193,7 +193,8 @@ class SyncRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SyncRunError)
-class SyncRunErrorAdmin(ReadOnlyAdmin):
+class SyncRunErrorAdmin(SuperuserOnlyFields, ReadOnlyAdmin):
+    superuser_only_fields = ("raw_json_pretty",)
     list_display = ("id", "sync_run", "entity", "remote_id", "field", "message", "created_at")
     list_filter = (EntityFilter,)
     list_select_related = ("sync_run",)
