@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django_q.tasks import async_task
 
+from ledger_sync.admin.display import counted
 from ledger_sync.admin.mirror import change_history_table, raw_json_block
 from ledger_sync.admin.readonly import ReadOnlyAdmin, ReadOnlyPermissions, SuperuserOnlyFields
 from ledger_sync.models import (
@@ -243,14 +244,17 @@ class AtlasMirrorAdmin(SuperuserOnlyFields, ReadOnlyAdmin):
                     chunk,
                     trigger="admin",
                     user_id=user_id,
-                    task_name=f"Resync {len(chunk)} ATLAS {entity} record(s)",
+                    task_name="Resync "
+                    + counted(len(chunk), f"ATLAS {entity} record", f"ATLAS {entity} records"),
                 )
 
         # Queued only once the request's transaction commits; ATLAS is read by the worker.
         transaction.on_commit(enqueue)
         self.message_user(
             request,
-            f"Queued a resync of {len(atlas_ids)} {entity} record(s) from ATLAS; the result "
+            "Queued a resync of "
+            + counted(len(atlas_ids), f"{entity} record", f"{entity} records")
+            + " from ATLAS; the result "
             "appears under Sync runs.",
             messages.SUCCESS,
         )

@@ -15,6 +15,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.translation import ngettext
 
 from integration import wire
 from ledger_sync.models import GLAccount, SyncState
@@ -99,3 +100,8 @@ def json_panel(value: Any, *, user: Any, summary: str = "Raw JSON") -> SafeStrin
         summary,
         text,
     )
+
+
+def counted(count: int, singular: str, plural: str) -> str:
+    """`1 journal`, `3 journals`, `1,200 journals`: admin messages say it as a person would."""
+    return f"{count:,} {ngettext(singular, plural, count)}"

@@ -19,7 +19,7 @@ from django.template import RequestContext, Template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from ledger_sync.admin.display import pretty_json
+from ledger_sync.admin.display import counted, pretty_json
 from ledger_sync.admin.readonly import ReadOnlyAdmin, SuperuserOnlyFields
 from ledger_sync.models import (
     ApiClient,
@@ -146,7 +146,8 @@ class InboundDeliveryAdmin(SuperuserOnlyFields, ReadOnlyAdmin):
             inbound_delivery_replay(delivery=delivery)
         self.message_user(
             request,
-            f"Queued {len(deliveries)} delivery(ies) for processing; their state updates here.",
+            f"Queued {counted(len(deliveries), 'delivery', 'deliveries')} for processing; their "
+            "state updates here.",
             messages.SUCCESS,
         )
 
@@ -272,7 +273,9 @@ class _CallbackAdmin(SuperuserOnlyFields, ReadOnlyAdmin):
         rows = list(queryset.filter(state__in=[CallbackState.FAILED, CallbackState.REJECTED]))
         for row in rows:
             retry(row)
-        self.message_user(request, f"Queued {len(rows)} {noun}(s) for ATLAS.", messages.SUCCESS)
+        self.message_user(
+            request, f"Queued {counted(len(rows), noun, noun + 's')} for ATLAS.", messages.SUCCESS
+        )
 
 
 @admin.register(PaymentConfirmation)
@@ -424,4 +427,8 @@ class InvoiceSettlementAdmin(ReadOnlyAdmin):
         rows = list(queryset.filter(state=InvoiceSettlement.State.FAILED))
         for row in rows:
             invoice_settlement_retry(settlement=row)
-        self.message_user(request, f"Queued {len(rows)} settlement(s) for ATLAS.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"Queued {counted(len(rows), 'settlement', 'settlements')} for ATLAS.",
+            messages.SUCCESS,
+        )

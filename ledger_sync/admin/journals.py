@@ -20,11 +20,16 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django_q.tasks import async_task
+from import_export.admin import ExportMixin
+from import_export.formats import base_formats
+from import_export.forms import ExportForm
 
-from ledger_sync.admin.display import gl_account_names, money, pretty_json
+from ledger_sync.admin.display import counted, gl_account_names, money, pretty_json, when
+from ledger_sync.admin.exports import BlockedOrderExport, JournalLineExport, journal_lines_of
 from ledger_sync.admin.readonly import ReadOnlyPermissions, SuperuserOnlyFields
 from ledger_sync.models import (
     BlockedReason,
@@ -60,6 +65,23 @@ def _order_link(order_sync: OrderSync) -> SafeString:
 class _ApproverMixin:
     def has_approve_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(APPROVE_PERMISSION)
+
+
+class _CsvXlsxExport(ExportMixin):
+    """django-import-export's "Export" button on a read-only list: CSV or XLSX of the filtered
+    rows, for whoever may view them."""
+
+    export_formats = [base_formats.CSV, base_formats.XLSX]
+    # Format only: the columns are fixed, so that every export of a list reads the same.
+    export_form_class = ExportForm
+    export_file_stem = "export"
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def get_export_filename(self, request: HttpRequest, queryset: Any, file_format: Any) -> str:
+        day = f"{timezone.localdate():%Y-%m-%d}"
+        return f"{self.export_file_stem}-{day}.{file_format.get_extension()}"
 
 
 class ReasonForm(forms.Form):
@@ -130,7 +152,7 @@ class OrderStateFilter(_OrderSyncChoiceFilter):
 
 
 @admin.register(Journal)
-class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
+class JournalAdmin(_CsvXlsxExport, _ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
     # Read-only: posted journals are never edited; corrections are reversals.
     # Seven columns, so the list fits 1,280 px; the rest is on the journal's page.
     list_display = (
@@ -154,6 +176,8 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False
     change_form_template = "admin/ledger_sync/journal/change_form.html"
+    resource_classes = [JournalLineExport]
+    export_file_stem = "journal-lines"
     fields = (
         "source_transaction_reference",
         "kind",
@@ -177,6 +201,10 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
         "retry_selected",
         "rebuild_selected",
     )
+
+    def get_export_queryset(self, request: HttpRequest) -> QuerySet:
+        # The journals of the filtered list, exported with their lines (one row per line).
+        return journal_lines_of(super().get_export_queryset(request))
 
     @admin.display(description="Order", ordering="order_sync__order__atlas_id")
     def order(self, obj: Journal) -> SafeString:
@@ -345,9 +373,13 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
             "approve_journals_task",
             ids,
             request.user.pk,
-            task_name=f"Approve {len(ids)} journal(s)",
+            task_name=f"Approve {counted(len(ids), 'journal', 'journals')}",
         )
-        self.message_user(request, f"{len(ids)} journal(s) queued for posting.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"{counted(len(ids), 'journal', 'journals')} queued for posting.",
+            messages.SUCCESS,
+        )
 
     @admin.action(description="Reject: delete the drafts, with a reason", permissions=["approve"])
     def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
@@ -361,7 +393,11 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
             _enqueue(
                 "reject_journal_task", pk, request.user.pk, reason, task_name=f"Reject journal {pk}"
             )
-        self.message_user(request, f"{drafts.count()} rejection(s) queued.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"{counted(drafts.count(), 'rejection', 'rejections')} queued.",
+            messages.SUCCESS,
+        )
         return None
 
     @admin.action(
@@ -382,7 +418,9 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
                 reason,
                 task_name=f"Reverse journal {pk}",
             )
-        self.message_user(request, f"{posted.count()} reversal(s) queued.", messages.SUCCESS)
+        self.message_user(
+            request, f"{counted(posted.count(), 'reversal', 'reversals')} queued.", messages.SUCCESS
+        )
         return None
 
     @admin.action(description="Retry the failed orders now", permissions=["approve"])
@@ -472,7 +510,9 @@ def _orders_retry(modeladmin: Any, request: HttpRequest, order_sync_ids: Any) ->
     for pk in ids:
         _enqueue("retry_order_task", pk, request.user.pk, task_name=f"Retry order sync {pk}")
     modeladmin.message_user(
-        request, f"{len(ids)} failed order(s) queued for a retry.", messages.SUCCESS
+        request,
+        f"{counted(len(ids), 'failed order', 'failed orders')} queued for a retry.",
+        messages.SUCCESS,
     )
 
 
@@ -490,7 +530,9 @@ def _orders_rebuild(modeladmin: Any, request: HttpRequest, order_sync_ids: Any) 
     )
     for pk in ids:
         _enqueue("rebuild_order_task", pk, request.user.pk, task_name=f"Rebuild order sync {pk}")
-    modeladmin.message_user(request, f"{len(ids)} order(s) queued for a rebuild.", messages.SUCCESS)
+    modeladmin.message_user(
+        request, f"{counted(len(ids), 'order', 'orders')} queued for a rebuild.", messages.SUCCESS
+    )
 
 
 # --- orders ---------------------------------------------------------------------------------------
@@ -546,18 +588,20 @@ class WriteBackStepInline(admin.TabularInline):
 
 
 @admin.register(OrderSync)
-class OrderSyncAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
+class OrderSyncAdmin(_CsvXlsxExport, _ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
+    resource_classes = [BlockedOrderExport]
+    export_file_stem = "orders"
+    import_export_change_list_template = "admin/ledger_sync/ordersync/change_list.html"
+
+    # What a person needs to act, narrow enough for 1,280 px; the rest is on the order's page.
     list_display = (
         "order_display",
         "counterparty",
-        "state",
-        "blocked_reason",
+        "state_display",
         "blocked_message",
         "fix",
-        "revision",
-        "attempts",
-        "next_attempt_at",
-        "erp_code",
+        "next_attempt",
+        "erp_code_display",
     )
     list_filter = ("state", "blocked_reason")
     list_select_related = ("order__counterparty",)
@@ -578,7 +622,7 @@ class OrderSyncAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
         "last_error",
         "claimed_by",
         "claimed_at",
-        "erp_code",
+        "erp_code_display",
         "created_at",
         "updated_at",
     )
@@ -600,7 +644,31 @@ class OrderSyncAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
     def fix(self, obj: OrderSync) -> SafeString | str:
         if not obj.blocked_fix_url:
             return ""
-        return format_html('<a href="{}">fix it here</a>', obj.blocked_fix_url)
+        return format_html(
+            '<a href="{}" aria-label="Fix order {}">fix it here</a>',
+            obj.blocked_fix_url,
+            obj.order.atlas_id,
+        )
+
+    @admin.display(description="State", ordering="state")
+    def state_display(self, obj: OrderSync) -> str:
+        if obj.blocked_reason:
+            return f"Blocked: {obj.get_blocked_reason_display()}"
+        return obj.get_state_display()
+
+    @admin.display(description="Next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj: OrderSync) -> str:
+        if obj.next_attempt_at is None:
+            return ""
+        tried = counted(obj.attempts, "attempt", "attempts")
+        return f"{when(obj.next_attempt_at)} ({tried} so far)"
+
+    @admin.display(description="ERP document code", ordering="erp_code")
+    def erp_code_display(self, obj: OrderSync) -> str:
+        return obj.erp_code or "—"
+
+    def get_export_resource_kwargs(self, request: HttpRequest, **kwargs: Any) -> dict[str, Any]:
+        return {"base_url": request.build_absolute_uri("/")}
 
     @admin.action(description="Retry the failed orders now", permissions=["approve"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -674,8 +742,10 @@ class WriteBackStepAdmin(
             _enqueue(
                 "write_back_task",
                 order_ids,
-                task_name=f"Retry write-backs of {len(order_ids)} order(s)",
+                task_name=f"Retry write-backs of {counted(len(order_ids), 'order', 'orders')}",
             )
         self.message_user(
-            request, f"{len(failed)} failed write-back(s) queued for a retry.", messages.SUCCESS
+            request,
+            counted(len(failed), "failed write-back", "failed write-backs") + " queued again.",
+            messages.SUCCESS,
         )

@@ -29,6 +29,7 @@ from django_q.tasks import async_task
 from import_export.admin import ImportExportModelAdmin
 from import_export.formats import base_formats
 
+from ledger_sync.admin.display import counted
 from ledger_sync.admin.match_decisions import (
     approve_with_confirmation,
     enqueue_write_back,
@@ -83,7 +84,9 @@ def _enqueue_push(correction_ids: list[int]) -> None:
             lambda: async_task(
                 PUSH_CORRECTIONS_TASK,
                 correction_ids,
-                task_name=f"Push {len(correction_ids)} master-data correction(s) to ATLAS",
+                task_name="Push "
+                + counted(len(correction_ids), "master-data correction", "master-data corrections")
+                + " to ATLAS",
             )
         )
 
@@ -659,7 +662,9 @@ class CounterpartyMappingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.ModelA
             queryset.filter(write_back_state__in=["pending", "failed"]).values_list("pk", flat=True)
         )
         enqueue_write_back(ids)
-        self.message_user(request, f"Queued the write-back of {len(ids)} mapping(s).")
+        self.message_user(
+            request, f"Queued the write-back of {counted(len(ids), 'mapping', 'mappings')}."
+        )
 
 
 # --- master-data corrections ----------------------------------------------------------------
@@ -795,7 +800,9 @@ class MasterDataCorrectionAdmin(_DecisionMixin, admin.ModelAdmin):
         ids = list(queryset.values_list("pk", flat=True))
         _enqueue_push(ids)
         self.message_user(
-            request, f"Approved {len(ids)} correction(s); pushing them to ATLAS.", messages.SUCCESS
+            request,
+            f"Approved {counted(len(ids), 'correction', 'corrections')}; pushing to ATLAS.",
+            messages.SUCCESS,
         )
 
     @admin.action(description="Push failed corrections again", permissions=["approve"])
@@ -804,7 +811,9 @@ class MasterDataCorrectionAdmin(_DecisionMixin, admin.ModelAdmin):
             queryset.filter(status=MasterDataCorrection.Status.FAILED).values_list("pk", flat=True)
         )
         _enqueue_push(ids)
-        self.message_user(request, f"Queued {len(ids)} correction(s) to push again.")
+        self.message_user(
+            request, f"Queued {counted(len(ids), 'correction', 'corrections')} to push again."
+        )
 
 
 # --- custom field mappings --------------------------------------------------------------------
