@@ -59,7 +59,7 @@ def _order_link(order_sync: OrderSync) -> SafeString:
     label = f"{order.atlas_id}" + (
         f" {order.document_reference}" if order.document_reference else ""
     )
-    return format_html('<a href="{}">{}</a>', url, label)
+    return format_html('<a class="nowrap" href="{}">{}</a>', url, label)
 
 
 class _ApproverMixin:
@@ -156,7 +156,7 @@ class JournalAdmin(_CsvXlsxExport, _ApproverMixin, ReadOnlyPermissions, admin.Mo
     # Read-only: posted journals are never edited; corrections are reversals.
     # Seven columns, so the list fits 1,280 px; the rest is on the journal's page.
     list_display = (
-        "source_transaction_reference",
+        "reference",
         "order",
         "counterparty",
         "amount",
@@ -205,6 +205,10 @@ class JournalAdmin(_CsvXlsxExport, _ApproverMixin, ReadOnlyPermissions, admin.Mo
     def get_export_queryset(self, request: HttpRequest) -> QuerySet:
         # The journals of the filtered list, exported with their lines (one row per line).
         return journal_lines_of(super().get_export_queryset(request))
+
+    @admin.display(description="Journal", ordering="source_transaction_reference")
+    def reference(self, obj: Journal) -> str:
+        return obj.source_transaction_reference
 
     @admin.display(description="Order", ordering="order_sync__order__atlas_id")
     def order(self, obj: Journal) -> SafeString:

@@ -53,6 +53,7 @@ from ledger_sync.selectors.parties import (
     counterparties_awaiting_decision,
     counterparty_history,
     custom_field_rows,
+    custom_field_target_suggestions,
 )
 from ledger_sync.services.counterparty_writeback import (
     APPROVE_CORRECTION_PERMISSION,
@@ -859,6 +860,7 @@ class CustomFieldMappingAdmin(admin.ModelAdmin):
             "unmapped_required": sum(1 for row in rows if row.needs_attention),
             "can_change": request.user.has_perm(CUSTOM_FIELD_PERMISSION),
             "history_url": reverse("admin:ledger_sync_customfieldmappingchange_changelist"),
+            "suggestions": custom_field_target_suggestions(),
             **(extra_context or {}),
         }
         return TemplateResponse(request, self.change_list_template, context)
@@ -883,8 +885,15 @@ class CustomFieldMappingAdmin(admin.ModelAdmin):
                 custom_field_mapping_set(definition=definition, target_key=key, user=request.user)
                 text = f"{definition.name} → entry_values[{key.strip()!r}]."
         except ApplicationError as error:
-            self.message_user(request, error.message, messages.ERROR)
-            return back
+            # The page again, with what was typed still in its box and the error beside it.
+            return self.changelist_view(
+                request,
+                {
+                    "error_definition": definition.pk,
+                    "error_message": error.message,
+                    "entered_key": request.POST.get("target_key", ""),
+                },
+            )
         self.message_user(request, text, messages.SUCCESS)
         return back
 
