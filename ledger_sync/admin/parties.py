@@ -521,10 +521,8 @@ class MatchProposalAdmin(_DecisionMixin, ReadOnlyPermissions, admin.ModelAdmin):
         "erp_side",
         "score_display",
         "reasons_display",
-        "rank",
         "status",
         "decided_by",
-        "decided_at",
     )
     list_filter = ("status",)
     list_select_related = ("counterparty", "erp_party", "decided_by")
