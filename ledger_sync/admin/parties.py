@@ -23,7 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import ngettext
 from django_q.tasks import async_task
 from import_export.admin import ImportExportModelAdmin
@@ -69,6 +69,7 @@ from ledger_sync.services.custom_fields import (
     custom_field_mapping_set,
 )
 from ledger_sync.services.erp_parties import ErpPartyResource
+from ledger_sync.services.match_decisions import match_proposal_risks
 from ledger_sync.services.matching import (
     APPROVE_PERMISSION,
     auto_suggest_score,
@@ -109,6 +110,17 @@ def _reasons(reasons: list[dict[str, Any]]) -> SafeString:
             )
             for r in reasons or []
         ),
+    )
+
+
+def _needs_confirmation(proposal: MatchProposal, threshold: int) -> SafeString:
+    """Why approving this candidate will ask for an explicit confirmation (nothing if not)."""
+    risks = match_proposal_risks(proposal=proposal, threshold=threshold)
+    if not risks:
+        return mark_safe("")
+    return format_html(
+        '<div style="color:var(--error-fg,#ba2121)"><b>Needs confirmation:</b> {}</div>',
+        "; ".join(risks),
     )
 
 
@@ -306,6 +318,7 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
 
     def candidates(self, obj: Any, *, can_decide: bool = False) -> SafeString:
         proposals = getattr(obj, "open_proposals", [])
+        threshold = auto_suggest_score()
         no_match = self._no_match_button(obj) if can_decide else ""
         if not proposals:
             return format_html("<i>No candidate.</i> {}", no_match)
@@ -319,7 +332,7 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
                         p.erp_party.code, p.erp_party.legal_name, p.erp_party.vat, p.erp_party.iban
                     ),
                     _score_badge(p.score),
-                    _reasons(p.reasons),
+                    _reasons(p.reasons) + _needs_confirmation(p, threshold),
                     self._decision_buttons(p, obj) if can_decide else "",
                 )
                 for p in proposals

@@ -203,3 +203,14 @@ def test_an_accountant_cannot_open_the_undo_page(client):
     client.force_login(accountant())
 
     assert client.get(reverse(UNDO_URL, args=[proposal.pk])).status_code == 403
+
+
+def test_the_matching_page_says_which_candidates_will_need_a_confirmation(client):
+    _proposal("Energy Trader", code="BA-100")
+    _proposal("Nordic Power", code="BA-555", score=50)
+    client.force_login(accountant())
+
+    page = client.get(reverse(MATCHING_URL)).content.decode()
+
+    assert page.count("Needs confirmation:") == 1
+    assert "score 50 is below the auto-suggest threshold of 70" in page
