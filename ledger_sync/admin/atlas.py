@@ -146,6 +146,18 @@ def _money_of(obj: Any, name: str) -> Any:
     return money(getattr(obj, name), currency)
 
 
+def _readable_displays(admin_obj: Any, model: Any) -> dict[str, str]:
+    """Field name -> the name of a display method (made on `admin_obj`) that shows it readably:
+    datetimes through `when`, 2-decimal amounts through `money`."""
+    readable = {}
+    for field in model._meta.fields:
+        if isinstance(field, models.DateTimeField):
+            readable[field.name] = _readable_display(admin_obj, field, _when_of)
+        elif isinstance(field, models.DecimalField) and field.decimal_places == 2:
+            readable[field.name] = _readable_display(admin_obj, field, _money_of)
+    return readable
+
+
 def _readable_display(admin_obj: Any, field: Any, show: Any) -> str:
     """Give `admin_obj` a display method for `field` (named `<field>_shown`); its name."""
 
@@ -171,12 +183,7 @@ class AtlasMirrorAdmin(SuperuserOnlyFields, ReadOnlyAdmin):
 
     def __init__(self, model: Any, admin_site: Any) -> None:
         super().__init__(model, admin_site)
-        self._readable: dict[str, str] = {}
-        for field in model._meta.fields:
-            if isinstance(field, models.DateTimeField):
-                self._readable[field.name] = _readable_display(self, field, _when_of)
-            elif isinstance(field, models.DecimalField) and field.decimal_places == 2:
-                self._readable[field.name] = _readable_display(self, field, _money_of)
+        self._readable = _readable_displays(self, model)
         self.list_display = tuple(self._readable.get(n, n) for n in self.list_display)
 
     actions = ["resync_selected"]
@@ -317,6 +324,11 @@ class ReadOnlyInline(ReadOnlyPermissions, admin.TabularInline):
     # Foreign keys the rows show, read in the same query (as list_select_related on a list).
     select_related: tuple[str, ...] = ()
 
+    def __init__(self, parent_model: Any, admin_site: Any) -> None:
+        super().__init__(parent_model, admin_site)
+        readable = _readable_displays(self, self.model)
+        self.fields = tuple(readable.get(n, n) for n in self.fields or ())
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.fields
 
@@ -414,6 +426,7 @@ class OrderItemInline(ReadOnlyInline):
         "gl_account",
         "sync_state",
     )
+    select_related = ("order",)  # the currency of the amounts
 
 
 class InvoiceInline(ReadOnlyInline):
@@ -428,13 +441,14 @@ class InvoiceInline(ReadOnlyInline):
         "is_paid",
         "sync_state",
     )
+    select_related = ("order",)
 
 
 class PaymentInline(ReadOnlyInline):
     model = Payment
     fk_name = "order"
     fields = ("atlas_id", "external_id", "invoice", "amount", "payment_date", "sync_state")
-    select_related = ("invoice",)
+    select_related = ("invoice", "order")
 
 
 @admin.register(Order)
@@ -514,6 +528,7 @@ class InvoicePaymentInline(ReadOnlyInline):
     model = Payment
     fk_name = "invoice"
     fields = ("atlas_id", "external_id", "amount", "payment_date", "sync_state")
+    select_related = ("order",)  # the currency of the amounts
 
 
 @admin.register(Invoice)
