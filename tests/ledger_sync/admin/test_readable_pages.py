@@ -86,3 +86,20 @@ def test_mapping_form_offers_ledger_fields_and_keeps_a_refused_input(client):
     assert 'value="Reporting Segment!"' in body
     assert "is not a valid entry_values key" in body
     assert 'aria-invalid="true"' in body
+
+
+def test_the_order_page_costs_the_same_for_1_and_10_items(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(accountant())
+
+    def queries(items: int) -> int:
+        order = OrderFactory()
+        for _ in range(items):
+            OrderItemFactory(order=order)
+        with CaptureQueriesContext(connection) as captured:
+            client.get(reverse("admin:ledger_sync_order_change", args=[order.pk]))
+        return len(captured)
+
+    assert queries(1) == queries(10)
