@@ -23,6 +23,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.translation import ngettext
 from django_q.tasks import async_task
 from import_export.admin import ExportMixin
 from import_export.formats import base_formats
@@ -362,17 +363,36 @@ class JournalAdmin(_CsvXlsxExport, _ApproverMixin, ReadOnlyPermissions, admin.Mo
     # --- actions (enqueued) ---------------------------------------------------------------
 
     @admin.action(description="Approve: post the selected drafts", permissions=["approve"])
-    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        ids = list(
-            queryset.filter(
-                status=Journal.Status.DRAFT, order_sync__state=OrderState.AWAITING_REVIEW
-            ).values_list("pk", flat=True)
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        reviewable = queryset.filter(
+            status=Journal.Status.DRAFT, order_sync__state=OrderState.AWAITING_REVIEW
         )
+        ids = list(reviewable.values_list("pk", flat=True))
         if not ids:
             self.message_user(
                 request, "None of the selected journals awaits review.", messages.WARNING
             )
-            return
+            return None
+        if "apply" not in request.POST:
+            # Posting cannot be undone (only reversed): the page lists what will be posted.
+            return TemplateResponse(
+                request,
+                "admin/ledger_sync/journal/reason.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": ngettext(
+                        "Approve and post this journal?",
+                        "Approve and post these %(count)d journals?",
+                        len(ids),
+                    )
+                    % {"count": len(ids)},
+                    "submit_label": "Approve and post",
+                    "objects": list(reviewable.order_by("pk")),
+                    "action": "approve_selected",
+                    "opts": self.model._meta,
+                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
         _enqueue(
             "approve_journals_task",
             ids,
@@ -384,6 +404,7 @@ class JournalAdmin(_CsvXlsxExport, _ApproverMixin, ReadOnlyPermissions, admin.Mo
             f"{counted(len(ids), 'journal', 'journals')} queued for posting.",
             messages.SUCCESS,
         )
+        return None
 
     @admin.action(description="Reject: delete the drafts, with a reason", permissions=["approve"])
     def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

@@ -135,12 +135,15 @@ def test_approve_action_enqueues_and_sends_nothing_itself(
     client, reviewer, queued, django_capture_on_commit_callbacks
 ):
     journals = [_draft(), _draft()]
+    selected = {"action": "approve_selected", "_selected_action": [j.pk for j in journals]}
+
+    asked = client.post(reverse(CHANGELIST), selected)
+    assert "Approve and post these 2 journals?" in asked.content.decode()
+    assert "85,500.00 EUR" in asked.content.decode()
+    assert queued == []
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            reverse(CHANGELIST),
-            {"action": "approve_selected", "_selected_action": [j.pk for j in journals]},
-        )
+        response = client.post(reverse(CHANGELIST), {**selected, "apply": "1"})
 
     assert response.status_code == 302
     ((func, (ids, user_id)),) = queued
