@@ -13,16 +13,18 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.text import capfirst
 from django_q.tasks import async_task
 
+from ledger_sync.admin.display import counted, money, when
 from ledger_sync.admin.mirror import change_history_table, raw_json_block
-from ledger_sync.admin.readonly import ReadOnlyAdmin, ReadOnlyPermissions
+from ledger_sync.admin.readonly import ReadOnlyAdmin, ReadOnlyPermissions, SuperuserOnlyFields
 from ledger_sync.models import (
     Counterparty,
     CounterpartyCustomFieldValue,
@@ -131,8 +133,58 @@ class ErpCodeFilter(admin.SimpleListFilter):
 # --- base ----------------------------------------------------------------------------------------
 
 
-class AtlasMirrorAdmin(ReadOnlyAdmin):
-    """Read-only admin of one mirrored ATLAS model."""
+def _when_of(obj: Any, name: str) -> str:
+    return when(getattr(obj, name))
+
+
+def _money_of(obj: Any, name: str) -> Any:
+    currency = getattr(obj, "currency", "") or ""
+    if not currency:
+        # Items, invoices and payments carry no currency of their own: their order's.
+        order = getattr(obj, "order", None)
+        currency = getattr(order, "currency", "") or ""
+    return money(getattr(obj, name), currency)
+
+
+def _readable_displays(admin_obj: Any, model: Any) -> dict[str, str]:
+    """Field name -> the name of a display method (made on `admin_obj`) that shows it readably:
+    datetimes through `when`, 2-decimal amounts through `money`."""
+    readable = {}
+    for field in model._meta.fields:
+        if isinstance(field, models.DateTimeField):
+            readable[field.name] = _readable_display(admin_obj, field, _when_of)
+        elif isinstance(field, models.DecimalField) and field.decimal_places == 2:
+            readable[field.name] = _readable_display(admin_obj, field, _money_of)
+    return readable
+
+
+def _readable_display(admin_obj: Any, field: Any, show: Any) -> str:
+    """Give `admin_obj` a display method for `field` (named `<field>_shown`); its name."""
+
+    def display(obj: Any) -> Any:
+        return show(obj, field.name)
+
+    name = f"{field.name}_shown"
+    display.short_description = capfirst(field.verbose_name)  # type: ignore[attr-defined]
+    display.admin_order_field = field.name  # type: ignore[attr-defined]
+    setattr(admin_obj, name, display)
+    return name
+
+
+class AtlasMirrorAdmin(SuperuserOnlyFields, ReadOnlyAdmin):
+    """Read-only admin of one mirrored ATLAS model.
+
+    Dates and amounts read as an accountant writes them, in the list and on the record's page:
+    each datetime field is shown through `display.when` (date only at 00:00, as ATLAS sends its
+    dates) and each 2-decimal amount through `display.money` with the record's currency.
+    """
+
+    superuser_only_fields = ("raw_json_pretty",)
+
+    def __init__(self, model: Any, admin_site: Any) -> None:
+        super().__init__(model, admin_site)
+        self._readable = _readable_displays(self, model)
+        self.list_display = tuple(self._readable.get(n, n) for n in self.list_display)
 
     actions = ["resync_selected"]
     ordering = ("-atlas_id",)
@@ -166,7 +218,7 @@ class AtlasMirrorAdmin(ReadOnlyAdmin):
         return queryset.filter(condition), False
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        return (
+        shown = (
             "atlas_id",
             *self.record_fields,
             *MIRROR_FIELDS,
@@ -174,6 +226,7 @@ class AtlasMirrorAdmin(ReadOnlyAdmin):
             "change_history",
             "raw_json_pretty",
         )
+        return tuple(self._readable.get(name, name) for name in shown)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return self.get_fields(request, obj)
@@ -241,14 +294,17 @@ class AtlasMirrorAdmin(ReadOnlyAdmin):
                     chunk,
                     trigger="admin",
                     user_id=user_id,
-                    task_name=f"Resync {len(chunk)} ATLAS {entity} record(s)",
+                    task_name="Resync "
+                    + counted(len(chunk), f"ATLAS {entity} record", f"ATLAS {entity} records"),
                 )
 
         # Queued only once the request's transaction commits; ATLAS is read by the worker.
         transaction.on_commit(enqueue)
         self.message_user(
             request,
-            f"Queued a resync of {len(atlas_ids)} {entity} record(s) from ATLAS; the result "
+            "Queued a resync of "
+            + counted(len(atlas_ids), f"{entity} record", f"{entity} records")
+            + " from ATLAS; the result "
             "appears under Sync runs.",
             messages.SUCCESS,
         )
@@ -267,6 +323,11 @@ class ReadOnlyInline(ReadOnlyPermissions, admin.TabularInline):
 
     # Foreign keys the rows show, read in the same query (as list_select_related on a list).
     select_related: tuple[str, ...] = ()
+
+    def __init__(self, parent_model: Any, admin_site: Any) -> None:
+        super().__init__(parent_model, admin_site)
+        readable = _readable_displays(self, self.model)
+        self.fields = tuple(readable.get(n, n) for n in self.fields or ())
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.fields
@@ -365,6 +426,7 @@ class OrderItemInline(ReadOnlyInline):
         "gl_account",
         "sync_state",
     )
+    select_related = ("order",)  # the currency of the amounts
 
 
 class InvoiceInline(ReadOnlyInline):
@@ -379,13 +441,14 @@ class InvoiceInline(ReadOnlyInline):
         "is_paid",
         "sync_state",
     )
+    select_related = ("order",)
 
 
 class PaymentInline(ReadOnlyInline):
     model = Payment
     fk_name = "order"
     fields = ("atlas_id", "external_id", "invoice", "amount", "payment_date", "sync_state")
-    select_related = ("invoice",)
+    select_related = ("invoice", "order")
 
 
 @admin.register(Order)
@@ -396,12 +459,9 @@ class OrderAdmin(AtlasMirrorAdmin):
         "counterparty",
         "status",
         "erp_code",
-        "currency",
         "total_amount",
-        "registration_date",
-        "due_date",
         "sync_state_badge",
-    )
+    )  # dates and period are on the order's page (1,280 px)
     list_select_related = ("counterparty",)
     list_filter = (
         "status",
@@ -438,11 +498,9 @@ class OrderItemAdmin(AtlasMirrorAdmin):
         "cashflow",
         "status",
         "net_amount",
-        "vat_amount",
-        "vat_rate",
         "gl_account",
         "sync_state_badge",
-    )
+    )  # VAT, rate and volume are on the item's page (1,280 px)
     list_select_related = ("order",)
     list_filter = ("status", "cashflow", "sync_state", OrderIdFilter, ItemCounterpartyIdFilter)
     id_search_fields = ("atlas_id", "order_atlas_id", "deal_id")
@@ -470,6 +528,7 @@ class InvoicePaymentInline(ReadOnlyInline):
     model = Payment
     fk_name = "invoice"
     fields = ("atlas_id", "external_id", "amount", "payment_date", "sync_state")
+    select_related = ("order",)  # the currency of the amounts
 
 
 @admin.register(Invoice)
@@ -481,7 +540,6 @@ class InvoiceAdmin(AtlasMirrorAdmin):
         "order",
         "amount",
         "invoice_date",
-        "due_date",
         "is_paid",
         "sync_state_badge",
     )
@@ -508,7 +566,6 @@ class PaymentAdmin(AtlasMirrorAdmin):
         "atlas_id",
         "external_id",
         "invoice",
-        "order",
         "amount",
         "payment_date",
         "sync_state_badge",

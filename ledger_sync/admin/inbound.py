@@ -19,7 +19,8 @@ from django.template import RequestContext, Template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from ledger_sync.admin.readonly import ReadOnlyAdmin
+from ledger_sync.admin.display import counted, pretty_json
+from ledger_sync.admin.readonly import ReadOnlyAdmin, SuperuserOnlyFields
 from ledger_sync.models import (
     ApiClient,
     InboundDelivery,
@@ -63,11 +64,19 @@ def _badge(state: str, label: str) -> SafeString:
 
 
 def _pre(text: str) -> SafeString:
-    return format_html('<pre style="white-space:pre-wrap;max-width:100em">{}</pre>', text or "—")
+    """A payload or traceback, folded (shown to superusers only: SuperuserOnlyFields)."""
+    if not text:
+        return format_html("{}", "—")
+    return format_html(
+        '<details><summary>Show</summary><pre style="white-space:pre-wrap;max-width:100em">{}'
+        "</pre></details>",
+        pretty_json(text),
+    )
 
 
 @admin.register(InboundDelivery)
-class InboundDeliveryAdmin(ReadOnlyAdmin):
+class InboundDeliveryAdmin(SuperuserOnlyFields, ReadOnlyAdmin):
+    superuser_only_fields = ("headers", "raw_body_pretty", "traceback_pretty")
     list_display = (
         "id",
         "received_at",
@@ -137,7 +146,8 @@ class InboundDeliveryAdmin(ReadOnlyAdmin):
             inbound_delivery_replay(delivery=delivery)
         self.message_user(
             request,
-            f"Queued {len(deliveries)} delivery(ies) for processing; their state updates here.",
+            f"Queued {counted(len(deliveries), 'delivery', 'deliveries')} for processing; their "
+            "state updates here.",
             messages.SUCCESS,
         )
 
@@ -230,7 +240,8 @@ class ApiClientAdmin(admin.ModelAdmin):
         return _token_page(request, client=issued.client, token=issued.token)
 
 
-class _CallbackAdmin(ReadOnlyAdmin):
+class _CallbackAdmin(SuperuserOnlyFields, ReadOnlyAdmin):
+    superuser_only_fields = ("request_pretty", "atlas_request_pretty", "atlas_response_pretty")
     list_filter = ("state",)
     search_fields = ("external_id",)
     date_hierarchy = "received_at"
@@ -262,7 +273,9 @@ class _CallbackAdmin(ReadOnlyAdmin):
         rows = list(queryset.filter(state__in=[CallbackState.FAILED, CallbackState.REJECTED]))
         for row in rows:
             retry(row)
-        self.message_user(request, f"Queued {len(rows)} {noun}(s) for ATLAS.", messages.SUCCESS)
+        self.message_user(
+            request, f"Queued {counted(len(rows), noun, noun + 's')} for ATLAS.", messages.SUCCESS
+        )
 
 
 @admin.register(PaymentConfirmation)
@@ -414,4 +427,8 @@ class InvoiceSettlementAdmin(ReadOnlyAdmin):
         rows = list(queryset.filter(state=InvoiceSettlement.State.FAILED))
         for row in rows:
             invoice_settlement_retry(settlement=row)
-        self.message_user(request, f"Queued {len(rows)} settlement(s) for ATLAS.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"Queued {counted(len(rows), 'settlement', 'settlements')} for ATLAS.",
+            messages.SUCCESS,
+        )

@@ -13,17 +13,25 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from django.utils.translation import ngettext
 from django_q.tasks import async_task
+from import_export.admin import ExportMixin
+from import_export.formats import base_formats
+from import_export.forms import ExportForm
 
-from integration import wire
-from ledger_sync.admin.readonly import ReadOnlyPermissions
+from ledger_sync.admin.display import counted, gl_account_names, money, pretty_json, when
+from ledger_sync.admin.exports import BlockedOrderExport, JournalLineExport, journal_lines_of
+from ledger_sync.admin.readonly import ReadOnlyPermissions, SuperuserOnlyFields
 from ledger_sync.models import (
     BlockedReason,
     Journal,
@@ -46,27 +54,35 @@ def _enqueue(func: str, *args: Any, task_name: str) -> None:
     transaction.on_commit(lambda: async_task(TASKS + func, *args, task_name=task_name))
 
 
-def _pretty_json(text: str) -> str:
-    if not text:
-        return ""
-    try:
-        return wire.dumps(wire.loads(text), indent=2)
-    except ValueError:
-        return text
-
-
 def _order_link(order_sync: OrderSync) -> SafeString:
     order = order_sync.order
     url = reverse("admin:ledger_sync_ordersync_change", args=[order_sync.pk])
     label = f"{order.atlas_id}" + (
         f" {order.document_reference}" if order.document_reference else ""
     )
-    return format_html('<a href="{}">{}</a>', url, label)
+    return format_html('<a class="nowrap" href="{}">{}</a>', url, label)
 
 
 class _ApproverMixin:
     def has_approve_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(APPROVE_PERMISSION)
+
+
+class _CsvXlsxExport(ExportMixin):
+    """django-import-export's "Export" button on a read-only list: CSV or XLSX of the filtered
+    rows, for whoever may view them."""
+
+    export_formats = [base_formats.CSV, base_formats.XLSX]
+    # Format only: the columns are fixed, so that every export of a list reads the same.
+    export_form_class = ExportForm
+    export_file_stem = "export"
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def get_export_filename(self, request: HttpRequest, queryset: Any, file_format: Any) -> str:
+        day = f"{timezone.localdate():%Y-%m-%d}"
+        return f"{self.export_file_stem}-{day}.{file_format.get_extension()}"
 
 
 class ReasonForm(forms.Form):
@@ -137,18 +153,16 @@ class OrderStateFilter(_OrderSyncChoiceFilter):
 
 
 @admin.register(Journal)
-class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
+class JournalAdmin(_CsvXlsxExport, _ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
     # Read-only: posted journals are never edited; corrections are reversals.
+    # Seven columns, so the list fits 1,280 px; the rest is on the journal's page.
     list_display = (
-        "source_transaction_reference",
+        "reference",
         "order",
         "counterparty",
         "amount",
-        "currency",
         "status",
         "order_state",
-        "blocked_reason",
-        "workflow",
         "landed_period",
     )
     list_filter = (OrderStateFilter, BlockedReasonFilter, "status", "workflow", "kind")
@@ -163,6 +177,8 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False
     change_form_template = "admin/ledger_sync/journal/change_form.html"
+    resource_classes = [JournalLineExport]
+    export_file_stem = "journal-lines"
     fields = (
         "source_transaction_reference",
         "kind",
@@ -187,6 +203,14 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
         "rebuild_selected",
     )
 
+    def get_export_queryset(self, request: HttpRequest) -> QuerySet:
+        # The journals of the filtered list, exported with their lines (one row per line).
+        return journal_lines_of(super().get_export_queryset(request))
+
+    @admin.display(description="Journal", ordering="source_transaction_reference")
+    def reference(self, obj: Journal) -> str:
+        return obj.source_transaction_reference
+
     @admin.display(description="Order", ordering="order_sync__order__atlas_id")
     def order(self, obj: Journal) -> SafeString:
         return _order_link(obj.order_sync)
@@ -197,16 +221,15 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
         return counterparty.name if counterparty else "—"
 
     @admin.display(description="Amount", ordering="total_debit")
-    def amount(self, obj: Journal) -> Decimal:
-        return obj.total_debit
+    def amount(self, obj: Journal) -> SafeString | str:
+        return money(obj.total_debit, obj.currency)
 
     @admin.display(description="Order state", ordering="order_sync__state")
     def order_state(self, obj: Journal) -> str:
-        return obj.order_sync.get_state_display()
-
-    @admin.display(description="Blocked reason")
-    def blocked_reason(self, obj: Journal) -> str:
-        return obj.order_sync.get_blocked_reason_display() if obj.order_sync.blocked_reason else ""
+        order_sync = obj.order_sync
+        if order_sync.blocked_reason:
+            return f"Blocked: {order_sync.get_blocked_reason_display()}"
+        return order_sync.get_state_display()
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
@@ -217,30 +240,171 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
             .first()
         )
         if journal is not None:
-            extra_context = {**(extra_context or {}), **journal_detail_context(journal)}
+            can_decide = self.has_approve_permission(request)
+            extra_context = {
+                **(extra_context or {}),
+                **journal_detail_context(journal),
+                "can_approve": can_decide and journal_can_be_approved(journal),
+                "can_reject": can_decide and journal_can_be_rejected(journal),
+                "show_raw": request.user.is_superuser,
+            }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:journal_id>/approve/",
+                self.admin_site.admin_view(self.approve_view),
+                name="ledger_sync_journal_approve",
+            ),
+            path(
+                "<int:journal_id>/reject/",
+                self.admin_site.admin_view(self.reject_view),
+                name="ledger_sync_journal_reject",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _decision_journal(self, request: HttpRequest, journal_id: int) -> Journal:
+        if not self.has_approve_permission(request):
+            raise PermissionDenied("Only accountants and finance leads may review journals.")
+        return get_object_or_404(
+            Journal.objects.select_related("order_sync__order__counterparty"), pk=journal_id
+        )
+
+    def _decision_page(
+        self, request: HttpRequest, journal: Journal, **context: Any
+    ) -> TemplateResponse:
+        return TemplateResponse(
+            request,
+            "admin/ledger_sync/journal/decide.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "journal": journal,
+                "order": journal.order_sync.order,
+                "amount": money(journal.total_debit, journal.currency),
+                "balanced": journal.total_debit == journal.total_credit,
+                "back_url": reverse("admin:ledger_sync_journal_change", args=[journal.pk]),
+                **context,
+            },
+        )
+
+    def approve_view(self, request: HttpRequest, journal_id: int) -> HttpResponse:
+        """The journal page's "Approve and post" button: asks, then queues the posting."""
+        journal = self._decision_journal(request, journal_id)
+        back = HttpResponseRedirect(reverse("admin:ledger_sync_journal_change", args=[journal.pk]))
+        if not journal_can_be_approved(journal):
+            self.message_user(
+                request,
+                f"Journal {journal.source_transaction_reference} does not await review "
+                f"({journal.get_status_display()}; order {journal.order_sync.get_state_display()}"
+                ").",
+                messages.WARNING,
+            )
+            return back
+        if request.method == "POST" and "confirm" in request.POST:
+            _enqueue(
+                "approve_journals_task",
+                [journal.pk],
+                request.user.pk,
+                task_name=f"Approve journal {journal.source_transaction_reference}",
+            )
+            self.message_user(
+                request,
+                f"Journal {journal.source_transaction_reference} approved: it is being posted to "
+                "the AR Ledger. Reload this page to see the result.",
+                messages.SUCCESS,
+            )
+            return back
+        return self._decision_page(
+            request,
+            journal,
+            title=f"Approve and post journal {journal.source_transaction_reference}?",
+            submit_label="Approve and post",
+        )
+
+    def reject_view(self, request: HttpRequest, journal_id: int) -> HttpResponse:
+        """The journal page's "Reject" button: asks why, then queues the rejection."""
+        journal = self._decision_journal(request, journal_id)
+        back = HttpResponseRedirect(reverse("admin:ledger_sync_journal_change", args=[journal.pk]))
+        if not journal_can_be_rejected(journal):
+            self.message_user(
+                request,
+                f"Journal {journal.source_transaction_reference} is not a draft awaiting review; "
+                "only such a draft can be rejected.",
+                messages.WARNING,
+            )
+            return back
+        form = ReasonForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            _enqueue(
+                "reject_journal_task",
+                journal.pk,
+                request.user.pk,
+                form.cleaned_data["reason"].strip(),
+                task_name=f"Reject journal {journal.source_transaction_reference}",
+            )
+            self.message_user(
+                request,
+                f"Journal {journal.source_transaction_reference} rejected: the draft is being "
+                "deleted in the AR Ledger and the order blocked with your reason.",
+                messages.SUCCESS,
+            )
+            return back
+        return self._decision_page(
+            request,
+            journal,
+            title=f"Reject journal {journal.source_transaction_reference}?",
+            form=form,
+            submit_label="Reject the draft",
+        )
 
     # --- actions (enqueued) ---------------------------------------------------------------
 
     @admin.action(description="Approve: post the selected drafts", permissions=["approve"])
-    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        ids = list(
-            queryset.filter(
-                status=Journal.Status.DRAFT, order_sync__state=OrderState.AWAITING_REVIEW
-            ).values_list("pk", flat=True)
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        reviewable = queryset.filter(
+            status=Journal.Status.DRAFT, order_sync__state=OrderState.AWAITING_REVIEW
         )
+        ids = list(reviewable.values_list("pk", flat=True))
         if not ids:
             self.message_user(
                 request, "None of the selected journals awaits review.", messages.WARNING
             )
-            return
+            return None
+        if "apply" not in request.POST:
+            # Posting cannot be undone (only reversed): the page lists what will be posted.
+            return TemplateResponse(
+                request,
+                "admin/ledger_sync/journal/reason.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": ngettext(
+                        "Approve and post this journal?",
+                        "Approve and post these %(count)d journals?",
+                        len(ids),
+                    )
+                    % {"count": len(ids)},
+                    "submit_label": "Approve and post",
+                    "objects": list(reviewable.order_by("pk")),
+                    "action": "approve_selected",
+                    "opts": self.model._meta,
+                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
         _enqueue(
             "approve_journals_task",
             ids,
             request.user.pk,
-            task_name=f"Approve {len(ids)} journal(s)",
+            task_name=f"Approve {counted(len(ids), 'journal', 'journals')}",
         )
-        self.message_user(request, f"{len(ids)} journal(s) queued for posting.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"{counted(len(ids), 'journal', 'journals')} queued for posting.",
+            messages.SUCCESS,
+        )
+        return None
 
     @admin.action(description="Reject: delete the drafts, with a reason", permissions=["approve"])
     def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
@@ -254,7 +418,11 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
             _enqueue(
                 "reject_journal_task", pk, request.user.pk, reason, task_name=f"Reject journal {pk}"
             )
-        self.message_user(request, f"{drafts.count()} rejection(s) queued.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"{counted(drafts.count(), 'rejection', 'rejections')} queued.",
+            messages.SUCCESS,
+        )
         return None
 
     @admin.action(
@@ -275,7 +443,9 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
                 reason,
                 task_name=f"Reverse journal {pk}",
             )
-        self.message_user(request, f"{posted.count()} reversal(s) queued.", messages.SUCCESS)
+        self.message_user(
+            request, f"{counted(posted.count(), 'reversal', 'reversals')} queued.", messages.SUCCESS
+        )
         return None
 
     @admin.action(description="Retry the failed orders now", permissions=["approve"])
@@ -285,6 +455,27 @@ class JournalAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
     @admin.action(description="Rebuild the orders' journals", permissions=["approve"])
     def rebuild_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
         _orders_rebuild(self, request, queryset.values_list("order_sync_id", flat=True))
+
+
+def journal_can_be_approved(journal: Journal) -> bool:
+    """What journal_approve takes: the order's current draft posting, awaiting review."""
+    return (
+        journal.kind == Journal.Kind.POSTING
+        and journal.status == Journal.Status.DRAFT
+        and journal.order_sync.state == OrderState.AWAITING_REVIEW
+    )
+
+
+def journal_can_be_rejected(journal: Journal) -> bool:
+    """What journal_reject takes: a draft awaiting review, or one the ledger refused to post."""
+    order_sync = journal.order_sync
+    return journal.status == Journal.Status.DRAFT and (
+        order_sync.state == OrderState.AWAITING_REVIEW
+        or (
+            order_sync.state == OrderState.BLOCKED
+            and order_sync.blocked_reason == BlockedReason.REMOTE_REJECTION
+        )
+    )
 
 
 def journal_detail_context(journal: Journal) -> dict[str, Any]:
@@ -318,8 +509,11 @@ def journal_detail_context(journal: Journal) -> dict[str, Any]:
         "atlas_item_rows": item_rows,
         # What validation compares with the order's totalAmount: the booked items only.
         "items_gross": sum(booked, Decimal("0.00")),
-        "request_pretty": _pretty_json(journal.request_json),
-        "response_pretty": _pretty_json(journal.response_json),
+        "request_pretty": pretty_json(journal.request_json),
+        "response_pretty": pretty_json(journal.response_json),
+        "gl_names": gl_account_names(
+            [line.gl_account for line in lines] + [item.gl_account for item in items]
+        ),
         "transitions": list(
             OrderTransition.objects.filter(order_sync=order_sync)
             .select_related("user")
@@ -341,7 +535,9 @@ def _orders_retry(modeladmin: Any, request: HttpRequest, order_sync_ids: Any) ->
     for pk in ids:
         _enqueue("retry_order_task", pk, request.user.pk, task_name=f"Retry order sync {pk}")
     modeladmin.message_user(
-        request, f"{len(ids)} failed order(s) queued for a retry.", messages.SUCCESS
+        request,
+        f"{counted(len(ids), 'failed order', 'failed orders')} queued for a retry.",
+        messages.SUCCESS,
     )
 
 
@@ -359,7 +555,9 @@ def _orders_rebuild(modeladmin: Any, request: HttpRequest, order_sync_ids: Any) 
     )
     for pk in ids:
         _enqueue("rebuild_order_task", pk, request.user.pk, task_name=f"Rebuild order sync {pk}")
-    modeladmin.message_user(request, f"{len(ids)} order(s) queued for a rebuild.", messages.SUCCESS)
+    modeladmin.message_user(
+        request, f"{counted(len(ids), 'order', 'orders')} queued for a rebuild.", messages.SUCCESS
+    )
 
 
 # --- orders ---------------------------------------------------------------------------------------
@@ -415,18 +613,20 @@ class WriteBackStepInline(admin.TabularInline):
 
 
 @admin.register(OrderSync)
-class OrderSyncAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
+class OrderSyncAdmin(_CsvXlsxExport, _ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
+    resource_classes = [BlockedOrderExport]
+    export_file_stem = "orders"
+    import_export_change_list_template = "admin/ledger_sync/ordersync/change_list.html"
+
+    # What a person needs to act, narrow enough for 1,280 px; the rest is on the order's page.
     list_display = (
         "order_display",
         "counterparty",
-        "state",
-        "blocked_reason",
+        "state_display",
         "blocked_message",
         "fix",
-        "revision",
-        "attempts",
-        "next_attempt_at",
-        "erp_code",
+        "next_attempt",
+        "erp_code_display",
     )
     list_filter = ("state", "blocked_reason")
     list_select_related = ("order__counterparty",)
@@ -447,7 +647,7 @@ class OrderSyncAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
         "last_error",
         "claimed_by",
         "claimed_at",
-        "erp_code",
+        "erp_code_display",
         "created_at",
         "updated_at",
     )
@@ -469,7 +669,31 @@ class OrderSyncAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
     def fix(self, obj: OrderSync) -> SafeString | str:
         if not obj.blocked_fix_url:
             return ""
-        return format_html('<a href="{}">fix it here</a>', obj.blocked_fix_url)
+        return format_html(
+            '<a href="{}" aria-label="Fix order {}">fix it here</a>',
+            obj.blocked_fix_url,
+            obj.order.atlas_id,
+        )
+
+    @admin.display(description="State", ordering="state")
+    def state_display(self, obj: OrderSync) -> str:
+        if obj.blocked_reason:
+            return f"Blocked: {obj.get_blocked_reason_display()}"
+        return obj.get_state_display()
+
+    @admin.display(description="Next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj: OrderSync) -> str:
+        if obj.next_attempt_at is None:
+            return ""
+        tried = counted(obj.attempts, "attempt", "attempts")
+        return f"{when(obj.next_attempt_at)} ({tried} so far)"
+
+    @admin.display(description="ERP document code", ordering="erp_code")
+    def erp_code_display(self, obj: OrderSync) -> str:
+        return obj.erp_code or "—"
+
+    def get_export_resource_kwargs(self, request: HttpRequest, **kwargs: Any) -> dict[str, Any]:
+        return {"base_url": request.build_absolute_uri("/")}
 
     @admin.action(description="Retry the failed orders now", permissions=["approve"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -484,7 +708,10 @@ class OrderSyncAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
 
 
 @admin.register(WriteBackStep)
-class WriteBackStepAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
+class WriteBackStepAdmin(
+    _ApproverMixin, SuperuserOnlyFields, ReadOnlyPermissions, admin.ModelAdmin
+):
+    superuser_only_fields = ("request_pretty", "response_pretty")
     list_display = (
         "order",
         "kind",
@@ -524,11 +751,11 @@ class WriteBackStepAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
 
     @admin.display(description="Request sent")
     def request_pretty(self, obj: WriteBackStep) -> SafeString:
-        return format_html("<pre>{}</pre>", _pretty_json(obj.request_json))
+        return format_html("<pre>{}</pre>", pretty_json(obj.request_json))
 
     @admin.display(description="Response received")
     def response_pretty(self, obj: WriteBackStep) -> SafeString:
-        return format_html("<pre>{}</pre>", _pretty_json(obj.response_json))
+        return format_html("<pre>{}</pre>", pretty_json(obj.response_json))
 
     @admin.action(description="Retry the failed write-backs now", permissions=["approve"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -540,8 +767,10 @@ class WriteBackStepAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
             _enqueue(
                 "write_back_task",
                 order_ids,
-                task_name=f"Retry write-backs of {len(order_ids)} order(s)",
+                task_name=f"Retry write-backs of {counted(len(order_ids), 'order', 'orders')}",
             )
         self.message_user(
-            request, f"{len(failed)} failed write-back(s) queued for a retry.", messages.SUCCESS
+            request,
+            counted(len(failed), "failed write-back", "failed write-backs") + " queued again.",
+            messages.SUCCESS,
         )

@@ -11,18 +11,21 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from integration import wire
+from ledger_sync.admin.display import pretty_json
 from ledger_sync.models import RecordChange
 
 
-def raw_json_block(raw_json: str | None) -> SafeString:
-    """The stored raw JSON, indented (HTML-escaped); text that is not JSON is shown as it is."""
+def raw_json_block(raw_json: str | None, *, summary: str = "Show the raw JSON") -> SafeString:
+    """The stored raw JSON, indented (HTML-escaped) and folded in a panel; text that is not
+    JSON is shown as it is. Pages show it to superusers only (readonly.SuperuserOnlyFields)."""
     if not raw_json:
         return format_html("<em>{}</em>", "None")
-    try:
-        pretty = wire.dumps(wire.loads(raw_json), indent=2)
-    except ValueError:
-        pretty = raw_json
-    return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', pretty)
+    return format_html(
+        '<details class="raw-json"><summary>{}</summary>'
+        '<pre style="white-space:pre-wrap;margin:0">{}</pre></details>',
+        summary,
+        pretty_json(raw_json),
+    )
 
 
 def change_history_table(changes: Iterable[RecordChange]) -> SafeString:

@@ -13,6 +13,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, QuerySet
@@ -22,11 +23,19 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import ngettext
 from django_q.tasks import async_task
 from import_export.admin import ImportExportModelAdmin
 from import_export.formats import base_formats
 
+from ledger_sync.admin.display import counted
+from ledger_sync.admin.match_decisions import (
+    approve_with_confirmation,
+    enqueue_write_back,
+    reject_with_confirmation,
+    undo_page,
+)
 from ledger_sync.admin.readonly import ReadOnlyPermissions
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import (
@@ -38,11 +47,13 @@ from ledger_sync.models import (
     ErpParty,
     MasterDataCorrection,
     MatchProposal,
+    WriteBackState,
 )
 from ledger_sync.selectors.parties import (
     counterparties_awaiting_decision,
     counterparty_history,
     custom_field_rows,
+    custom_field_target_suggestions,
 )
 from ledger_sync.services.counterparty_writeback import (
     APPROVE_CORRECTION_PERMISSION,
@@ -58,28 +69,15 @@ from ledger_sync.services.custom_fields import (
     custom_field_mapping_set,
 )
 from ledger_sync.services.erp_parties import ErpPartyResource
+from ledger_sync.services.match_decisions import match_proposal_risks
 from ledger_sync.services.matching import (
     APPROVE_PERMISSION,
     auto_suggest_score,
     counterparty_create_erp_party,
-    match_proposal_approve,
-    match_proposal_reject,
 )
 
-WRITE_BACK_TASK = "ledger_sync.tasks.counterparty_write_back_task"
 PUSH_CORRECTIONS_TASK = "ledger_sync.tasks.master_data_corrections_push_task"
 PROPOSE_TASK = "ledger_sync.tasks.propose_matches_task"
-
-
-def _enqueue_write_back(mapping_ids: list[int]) -> None:
-    if mapping_ids:
-        transaction.on_commit(
-            lambda: async_task(
-                WRITE_BACK_TASK,
-                mapping_ids,
-                task_name=f"Write {len(mapping_ids)} ERP code(s) to ATLAS",
-            )
-        )
 
 
 def _enqueue_push(correction_ids: list[int]) -> None:
@@ -88,7 +86,9 @@ def _enqueue_push(correction_ids: list[int]) -> None:
             lambda: async_task(
                 PUSH_CORRECTIONS_TASK,
                 correction_ids,
-                task_name=f"Push {len(correction_ids)} master-data correction(s) to ATLAS",
+                task_name="Push "
+                + counted(len(correction_ids), "master-data correction", "master-data corrections")
+                + " to ATLAS",
             )
         )
 
@@ -113,6 +113,17 @@ def _reasons(reasons: list[dict[str, Any]]) -> SafeString:
     )
 
 
+def _needs_confirmation(proposal: MatchProposal, threshold: int) -> SafeString:
+    """Why approving this candidate will ask for an explicit confirmation (nothing if not)."""
+    risks = match_proposal_risks(proposal=proposal, threshold=threshold)
+    if not risks:
+        return mark_safe("")
+    return format_html(
+        '<div style="color:var(--error-fg,#ba2121)"><b>Needs confirmation:</b> {}</div>',
+        "; ".join(risks),
+    )
+
+
 def _party_fields(name: str, legal_name: str, vat: str, iban: str) -> SafeString:
     return format_html(
         "<div><b>{}</b></div><div>{}</div><div>VAT {}</div><div>IBAN {}</div>",
@@ -126,6 +137,14 @@ def _party_fields(name: str, legal_name: str, vat: str, iban: str) -> SafeString
 def _iban_display(iban: str) -> str:
     # Grouped by four, as people compare IBANs; finance staff need the whole number here.
     return " ".join(iban[i : i + 4] for i in range(0, len(iban), 4)) if iban else "—"
+
+
+def _undo_link(proposal_id: int, label: str) -> SafeString:
+    return format_html(
+        '<a href="{}" aria-label="{}">Undo…</a>',
+        reverse("admin:ledger_sync_counterpartymatching_undo", args=[proposal_id]),
+        label,
+    )
 
 
 def _counterparty_link(counterparty: Any) -> SafeString:
@@ -272,6 +291,11 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
                 self.admin_site.admin_view(self.decide_view),
                 name="ledger_sync_counterpartymatching_decide",
             ),
+            path(
+                "decide/undo/<int:proposal_id>/",
+                self.admin_site.admin_view(self.undo_view),
+                name="ledger_sync_counterpartymatching_undo",
+            ),
             *super().get_urls(),
         ]
 
@@ -294,6 +318,7 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
 
     def candidates(self, obj: Any, *, can_decide: bool = False) -> SafeString:
         proposals = getattr(obj, "open_proposals", [])
+        threshold = auto_suggest_score()
         no_match = self._no_match_button(obj) if can_decide else ""
         if not proposals:
             return format_html("<i>No candidate.</i> {}", no_match)
@@ -307,33 +332,42 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
                         p.erp_party.code, p.erp_party.legal_name, p.erp_party.vat, p.erp_party.iban
                     ),
                     _score_badge(p.score),
-                    _reasons(p.reasons),
-                    self._decision_buttons(p) if can_decide else "",
+                    _reasons(p.reasons) + _needs_confirmation(p, threshold),
+                    self._decision_buttons(p, obj) if can_decide else "",
                 )
                 for p in proposals
             ),
         )
         return format_html('<table style="margin:0">{}</table>{}', rows, no_match)
 
-    def _decision_buttons(self, proposal: MatchProposal) -> SafeString:
+    def _decision_buttons(self, proposal: MatchProposal, counterparty: Any) -> SafeString:
+        # Each button names its row, so a screen reader (and a browser test) can tell the
+        # twenty "Approve" buttons of a page apart.
         url = reverse("admin:ledger_sync_counterpartymatching_decide")
+        code = proposal.erp_party.code
         return format_html(
-            '<button type="submit" class="button" name="approve" value="{}" formaction="{}">'
-            "Approve</button> "
-            '<button type="submit" class="button" name="reject" value="{}" formaction="{}">'
-            "Reject</button>",
+            '<button type="submit" class="button" name="approve" value="{}" formaction="{}" '
+            'aria-label="Approve {} for {}">Approve</button> '
+            '<button type="submit" class="button" name="reject" value="{}" formaction="{}" '
+            'aria-label="Reject {} for {}">Reject</button>',
             proposal.pk,
             url,
+            code,
+            counterparty,
             proposal.pk,
             url,
+            code,
+            counterparty,
         )
 
     def _no_match_button(self, obj: Any) -> SafeString:
         return format_html(
-            '<button type="submit" class="button" name="no_match" value="{}" formaction="{}">'
+            '<button type="submit" class="button" name="no_match" value="{}" formaction="{}" '
+            'aria-label="No match: create an ERP party for {}">'
             "No match: create ERP party</button>",
             obj.pk,
             reverse("admin:ledger_sync_counterpartymatching_decide"),
+            obj,
         )
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
@@ -351,25 +385,30 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
             )
         if not self.has_approve_permission(request):
             raise PermissionDenied("Only a finance lead may decide on matches.")
-        referer = request.META.get("HTTP_REFERER", "")
-        # Back to the same page (with its filters), but never to another site.
-        if not url_has_allowed_host_and_scheme(
-            referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-        ):
-            referer = reverse("admin:ledger_sync_counterpartymatching_changelist")
-        back = HttpResponseRedirect(referer)
+        back_url = self._back_url(request)
+        back = HttpResponseRedirect(back_url)
+        hidden = [("next", back_url)]
         try:
             if "approve" in request.POST:
                 proposal = get_object_or_404(MatchProposal, pk=request.POST["approve"])
-                self._approve(request, [proposal])
+                page = approve_with_confirmation(
+                    self,
+                    request,
+                    [proposal],
+                    hidden=[*hidden, ("approve", proposal.pk)],
+                    cancel_url=back_url,
+                )
+                return page or back
             elif "reject" in request.POST:
                 proposal = get_object_or_404(MatchProposal, pk=request.POST["reject"])
-                match_proposal_reject(proposals=[proposal], user=request.user)
-                self.message_user(
+                page = reject_with_confirmation(
+                    self,
                     request,
-                    f"Rejected {proposal.erp_party.code} for {proposal.counterparty}; it will not "
-                    "be proposed again.",
+                    [proposal],
+                    hidden=[*hidden, ("reject", proposal.pk)],
+                    cancel_url=back_url,
                 )
+                return page or back
             elif "no_match" in request.POST:
                 counterparty = get_object_or_404(CounterpartyMatching, pk=request.POST["no_match"])
                 self._create_parties(request, [counterparty])
@@ -377,16 +416,25 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
             self.message_user(request, error.message, messages.ERROR)
         return back
 
-    def _approve(self, request: HttpRequest, proposals: list[MatchProposal]) -> None:
-        result = match_proposal_approve(proposals=proposals, user=request.user, write_back=False)
-        _enqueue_write_back([m.pk for m in result.mappings])
-        codes = ", ".join(f"{m.counterparty} → {m.erp_code}" for m in result.mappings[:10])
-        self.message_user(
-            request,
-            f"Approved {len(result.mappings)} match(es) ({codes}); the codes are being written "
-            "to ATLAS (see Counterparty mappings).",
-            messages.SUCCESS,
+    def _back_url(self, request: HttpRequest) -> str:
+        """Back to the page the decision was made on (with its filters), never another site."""
+        back = request.POST.get("next") or request.META.get("HTTP_REFERER", "")
+        if not url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            back = reverse("admin:ledger_sync_counterpartymatching_changelist")
+        return back
+
+    def undo_view(self, request: HttpRequest, proposal_id: int) -> HttpResponse:
+        """Undo an approval (until written to ATLAS) or a rejection, after asking."""
+        if not self.has_approve_permission(request):
+            raise PermissionDenied("Only a finance lead may undo match decisions.")
+        proposal = get_object_or_404(
+            MatchProposal.objects.select_related("counterparty", "erp_party"), pk=proposal_id
         )
+        back_url = reverse("admin:ledger_sync_counterpartymatching_changelist")
+        page = undo_page(self, request, proposal, back_url=back_url)
+        return page or HttpResponseRedirect(back_url)
 
     def _create_parties(self, request: HttpRequest, counterparties: list[Any]) -> None:
         created = []
@@ -400,13 +448,23 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
                     )
                 )
         finally:
-            _enqueue_write_back([m.pk for m in created])
+            enqueue_write_back([m.pk for m in created])
             if created:
                 self.message_user(
                     request,
-                    "Created ERP part(ies) "
-                    + ", ".join(f"{m.erp_code} for {m.counterparty}" for m in created[:10])
-                    + "; the codes are being written to ATLAS.",
+                    ngettext(
+                        "Created %(count)d ERP party: %(list)s; its code is being written to "
+                        "ATLAS.",
+                        "Created %(count)d ERP parties: %(list)s; their codes are being "
+                        "written to ATLAS.",
+                        len(created),
+                    )
+                    % {
+                        "count": len(created),
+                        "list": ", ".join(
+                            f"{m.erp_code} for {m.counterparty}" for m in created[:10]
+                        ),
+                    },
                     messages.SUCCESS,
                 )
 
@@ -414,27 +472,36 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
         description="Approve the best candidate of each selected counterparty",
         permissions=["approve"],
     )
-    def approve_best(self, request: HttpRequest, queryset: QuerySet) -> None:
-        best = [obj.open_proposals[0] for obj in queryset if getattr(obj, "open_proposals", None)]
+    def approve_best(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        selected = list(queryset)
+        best = [obj.open_proposals[0] for obj in selected if getattr(obj, "open_proposals", None)]
         if not best:
             self.message_user(request, "None of the selected has a candidate.", messages.WARNING)
-            return
-        try:
-            self._approve(request, best)
-        except ApplicationError as error:
-            self.message_user(request, error.message, messages.ERROR)
+            return None
+        return approve_with_confirmation(
+            self,
+            request,
+            best,
+            hidden=_action_fields("approve_best", selected),
+            cancel_url=request.get_full_path(),
+        )
 
     @admin.action(
         description="Reject every candidate of the selected counterparties", permissions=["approve"]
     )
-    def reject_all(self, request: HttpRequest, queryset: QuerySet) -> None:
-        proposals = [p for obj in queryset for p in getattr(obj, "open_proposals", [])]
-        try:
-            count = match_proposal_reject(proposals=proposals, user=request.user)
-        except ApplicationError as error:
-            self.message_user(request, error.message, messages.ERROR)
-            return
-        self.message_user(request, f"Rejected {count} candidate(s).", messages.SUCCESS)
+    def reject_all(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        selected = list(queryset)
+        proposals = [p for obj in selected for p in getattr(obj, "open_proposals", [])]
+        if not proposals:
+            self.message_user(request, "None of the selected has a candidate.", messages.WARNING)
+            return None
+        return reject_with_confirmation(
+            self,
+            request,
+            proposals,
+            hidden=_action_fields("reject_all", selected),
+            cancel_url=request.get_full_path(),
+        )
 
     @admin.action(
         description="No match: create a new ERP party for each selected", permissions=["approve"]
@@ -453,6 +520,11 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
         self.message_user(request, "Matching queued; reload this page in a moment.")
 
 
+def _action_fields(action: str, selected: list[Any]) -> list[tuple[str, Any]]:
+    """What the confirmation page posts back so that the same action runs on the same rows."""
+    return [("action", action), *((ACTION_CHECKBOX_NAME, obj.pk) for obj in selected)]
+
+
 @admin.register(MatchProposal)
 class MatchProposalAdmin(_DecisionMixin, ReadOnlyPermissions, admin.ModelAdmin):
     """Every proposal and decision: counterparty and candidate side by side."""
@@ -462,10 +534,8 @@ class MatchProposalAdmin(_DecisionMixin, ReadOnlyPermissions, admin.ModelAdmin):
         "erp_side",
         "score_display",
         "reasons_display",
-        "rank",
         "status",
         "decided_by",
-        "decided_at",
     )
     list_filter = ("status",)
     list_select_related = ("counterparty", "erp_party", "decided_by")
@@ -499,30 +569,44 @@ class MatchProposalAdmin(_DecisionMixin, ReadOnlyPermissions, admin.ModelAdmin):
     def reasons_display(self, obj: MatchProposal) -> SafeString:
         return _reasons(obj.reasons)
 
+    def get_list_display(self, request: HttpRequest) -> Any:
+        if self.has_approve_permission(request):
+            return (*self.list_display, "undo")
+        return self.list_display
+
+    @admin.display(description="Undo")
+    def undo(self, obj: MatchProposal) -> SafeString | str:
+        # The undo page says whether it is still possible (not once written to ATLAS).
+        if obj.status not in (MatchProposal.Status.APPROVED, MatchProposal.Status.REJECTED):
+            return ""
+        decision = "approval" if obj.status == MatchProposal.Status.APPROVED else "rejection"
+        return _undo_link(
+            obj.pk, f"Undo the {decision} of {obj.erp_party.code} for {obj.counterparty}"
+        )
+
     @admin.action(
         description="Approve selected (and write the codes to ATLAS)", permissions=["approve"]
     )
-    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        try:
-            result = match_proposal_approve(proposals=queryset, user=request.user, write_back=False)
-        except ApplicationError as error:
-            self.message_user(request, error.message, messages.ERROR)
-            return
-        _enqueue_write_back([m.pk for m in result.mappings])
-        self.message_user(
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        selected = list(queryset)
+        return approve_with_confirmation(
+            self,
             request,
-            f"Approved {len(result.mappings)} match(es); the codes are being written to ATLAS.",
-            messages.SUCCESS,
+            selected,
+            hidden=_action_fields("approve_selected", selected),
+            cancel_url=request.get_full_path(),
         )
 
     @admin.action(description="Reject selected (never proposed again)", permissions=["approve"])
-    def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        try:
-            count = match_proposal_reject(proposals=queryset, user=request.user)
-        except ApplicationError as error:
-            self.message_user(request, error.message, messages.ERROR)
-            return
-        self.message_user(request, f"Rejected {count} proposal(s).", messages.SUCCESS)
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        selected = list(queryset)
+        return reject_with_confirmation(
+            self,
+            request,
+            selected,
+            hidden=_action_fields("reject_selected", selected),
+            cancel_url=request.get_full_path(),
+        )
 
 
 @admin.register(CounterpartyMapping)
@@ -553,7 +637,7 @@ class CounterpartyMappingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.ModelA
     @admin.display(description="Flag", ordering="flagged")
     def flag(self, obj: CounterpartyMapping) -> SafeString:
         if not obj.flagged:
-            return format_html("")
+            return ""
         return format_html(
             '<span style="color:#c62828" title="{}">⚑ {}</span>',
             obj.flag_reason,
@@ -564,9 +648,24 @@ class CounterpartyMappingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.ModelA
     def correct_link(self, obj: CounterpartyMapping) -> SafeString:
         url = reverse("admin:ledger_sync_masterdatacorrection_add")
         return format_html(
-            '<a href="{}?counterparty={}">Correct GL account / IBAN / BIC</a>',
+            '<a href="{}?counterparty={}" aria-label="Correct the master data of {}">'
+            "Correct GL account / IBAN / BIC</a>",
             url,
             obj.counterparty_id,
+            obj.counterparty,
+        )
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        if self.has_approve_permission(request):
+            return (*self.list_display, "undo")
+        return self.list_display
+
+    @admin.display(description="Undo")
+    def undo(self, obj: CounterpartyMapping) -> SafeString | str:
+        if obj.proposal_id is None or obj.write_back_state == WriteBackState.WRITTEN:
+            return ""
+        return _undo_link(
+            obj.proposal_id, f"Undo the approval of {obj.erp_code} for {obj.counterparty}"
         )
 
     @admin.action(description="Write the codes to ATLAS again", permissions=["approve"])
@@ -574,8 +673,10 @@ class CounterpartyMappingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.ModelA
         ids = list(
             queryset.filter(write_back_state__in=["pending", "failed"]).values_list("pk", flat=True)
         )
-        _enqueue_write_back(ids)
-        self.message_user(request, f"Queued the write-back of {len(ids)} mapping(s).")
+        enqueue_write_back(ids)
+        self.message_user(
+            request, f"Queued the write-back of {counted(len(ids), 'mapping', 'mappings')}."
+        )
 
 
 # --- master-data corrections ----------------------------------------------------------------
@@ -711,7 +812,9 @@ class MasterDataCorrectionAdmin(_DecisionMixin, admin.ModelAdmin):
         ids = list(queryset.values_list("pk", flat=True))
         _enqueue_push(ids)
         self.message_user(
-            request, f"Approved {len(ids)} correction(s); pushing them to ATLAS.", messages.SUCCESS
+            request,
+            f"Approved {counted(len(ids), 'correction', 'corrections')}; pushing to ATLAS.",
+            messages.SUCCESS,
         )
 
     @admin.action(description="Push failed corrections again", permissions=["approve"])
@@ -720,7 +823,9 @@ class MasterDataCorrectionAdmin(_DecisionMixin, admin.ModelAdmin):
             queryset.filter(status=MasterDataCorrection.Status.FAILED).values_list("pk", flat=True)
         )
         _enqueue_push(ids)
-        self.message_user(request, f"Queued {len(ids)} correction(s) to push again.")
+        self.message_user(
+            request, f"Queued {counted(len(ids), 'correction', 'corrections')} to push again."
+        )
 
 
 # --- custom field mappings --------------------------------------------------------------------
@@ -766,6 +871,7 @@ class CustomFieldMappingAdmin(admin.ModelAdmin):
             "unmapped_required": sum(1 for row in rows if row.needs_attention),
             "can_change": request.user.has_perm(CUSTOM_FIELD_PERMISSION),
             "history_url": reverse("admin:ledger_sync_customfieldmappingchange_changelist"),
+            "suggestions": custom_field_target_suggestions(),
             **(extra_context or {}),
         }
         return TemplateResponse(request, self.change_list_template, context)
@@ -790,8 +896,15 @@ class CustomFieldMappingAdmin(admin.ModelAdmin):
                 custom_field_mapping_set(definition=definition, target_key=key, user=request.user)
                 text = f"{definition.name} → entry_values[{key.strip()!r}]."
         except ApplicationError as error:
-            self.message_user(request, error.message, messages.ERROR)
-            return back
+            # The page again, with what was typed still in its box and the error beside it.
+            return self.changelist_view(
+                request,
+                {
+                    "error_definition": definition.pk,
+                    "error_message": error.message,
+                    "entered_key": request.POST.get("target_key", ""),
+                },
+            )
         self.message_user(request, text, messages.SUCCESS)
         return back
 

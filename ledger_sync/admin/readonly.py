@@ -29,3 +29,25 @@ class ReadOnlyAdmin(ReadOnlyPermissions, admin.ModelAdmin):
 
     show_full_result_count = False  # a COUNT(*) per page view is what times large lists out
     list_per_page = 100
+
+
+class SuperuserOnlyFields:
+    """Raw payloads and tracebacks are for whoever runs the system (superusers): accountants
+    and finance leads see the readable fields only, never JSON or a stack trace.
+
+    Lists the readonly display fields to drop from everyone else's change page (filtered from
+    the fieldsets, so it works whether the admin declares `fields`, `fieldsets` or computes
+    them).
+    """
+
+    superuser_only_fields: tuple[str, ...] = ()
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
+        if request.user.is_superuser:
+            return fieldsets
+        hidden = set(self.superuser_only_fields)
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f not in hidden]})
+            for name, options in fieldsets
+        ]

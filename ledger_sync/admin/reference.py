@@ -22,7 +22,7 @@ from django.utils.safestring import SafeString
 from django_q.tasks import async_task
 
 from ledger_sync.admin.mirror import change_history_table, raw_json_block
-from ledger_sync.admin.readonly import ReadOnlyPermissions
+from ledger_sync.admin.readonly import ReadOnlyPermissions, SuperuserOnlyFields
 from ledger_sync.models import (
     AccountingPeriod,
     AccountingYear,
@@ -60,8 +60,10 @@ def _badge(colour: str, text: str) -> SafeString:
 MIRROR_FIELDS = ("sync_state", "sync_error", "first_seen_at", "last_seen_at", "last_changed_at")
 
 
-class MirroredReadOnlyAdmin(ReadOnlyPermissions, admin.ModelAdmin):
+class MirroredReadOnlyAdmin(SuperuserOnlyFields, ReadOnlyPermissions, admin.ModelAdmin):
     """Read-only: the AR Ledger is the system of record for these rows."""
+
+    superuser_only_fields = ("raw_json_pretty",)
 
     show_full_result_count = False  # a COUNT(*) per page view is what times large lists out
 

@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from ledger_sync.admin.mirror import raw_json_block
-from ledger_sync.admin.readonly import ReadOnlyAdmin
+from ledger_sync.admin.readonly import ReadOnlyAdmin, SuperuserOnlyFields
 from ledger_sync.models import RecordChange, SyncRun, SyncRunError
 from ledger_sync.selectors.atlas import sync_run_errors
 from ledger_sync.services.atlas_mirror import ENTITIES as ATLAS_ENTITIES
@@ -94,15 +94,12 @@ class SyncRunAdmin(ReadOnlyAdmin):
         "trigger",
         "status_badge",
         "started_at",
-        "finished_at",
         "duration",
         "total_created",
         "total_updated",
-        "total_unchanged",
         "total_failed",
         "api_calls",
-        "rate_limited_429s",
-    )
+    )  # narrow enough for 1,280 px; finished, unchanged and 429s are on the run's page
     list_filter = ("system", "status", "trigger")
     list_select_related = ("triggered_by",)
     date_hierarchy = "started_at"
@@ -193,7 +190,8 @@ class SyncRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SyncRunError)
-class SyncRunErrorAdmin(ReadOnlyAdmin):
+class SyncRunErrorAdmin(SuperuserOnlyFields, ReadOnlyAdmin):
+    superuser_only_fields = ("raw_json_pretty",)
     list_display = ("id", "sync_run", "entity", "remote_id", "field", "message", "created_at")
     list_filter = (EntityFilter,)
     list_select_related = ("sync_run",)

@@ -29,7 +29,7 @@ MONEY = {"max_digits": 18, "decimal_places": 2}
 
 
 class CustomFieldType(MirroredRecord):
-    atlas_id = models.BigIntegerField(unique=True)
+    atlas_id = models.BigIntegerField("ATLAS id", unique=True)
     name = models.CharField(max_length=255)
 
     class Meta:
@@ -41,7 +41,7 @@ class CustomFieldType(MirroredRecord):
 
 
 class CustomFieldDefinition(MirroredRecord):
-    atlas_id = models.BigIntegerField(unique=True)
+    atlas_id = models.BigIntegerField("ATLAS id", unique=True)
     name = models.CharField(max_length=255, db_index=True)
     field_type = models.CharField(max_length=64, blank=True)
     is_required = models.BooleanField(default=False)
@@ -57,16 +57,18 @@ class CustomFieldDefinition(MirroredRecord):
 
 
 class Counterparty(MirroredRecord):
-    atlas_id = models.BigIntegerField(unique=True)
+    atlas_id = models.BigIntegerField("ATLAS id", unique=True)
     name = models.CharField(max_length=255)
     legal_name = models.CharField(max_length=255, blank=True)
     # The ERP customer/vendor code once mapped; null until then (the guide's stable key).
-    external_id = models.CharField(max_length=128, null=True, blank=True, db_index=True)  # noqa: DJ001
+    external_id = models.CharField(  # noqa: DJ001
+        "ERP code (ATLAS externalId)", max_length=128, null=True, blank=True, db_index=True
+    )
     counterparty_type_id = models.BigIntegerField(null=True, blank=True)
-    vat = models.CharField(max_length=64, blank=True, db_index=True)
-    gl_account = models.CharField(max_length=64, blank=True)
-    iban = models.CharField(max_length=64, blank=True)
-    swift_bic = models.CharField(max_length=16, blank=True)
+    vat = models.CharField("VAT number", max_length=64, blank=True, db_index=True)
+    gl_account = models.CharField("GL account", max_length=64, blank=True)
+    iban = models.CharField("IBAN", max_length=64, blank=True)
+    swift_bic = models.CharField("SWIFT/BIC", max_length=16, blank=True)
     self_billing = models.BooleanField(default=False)
 
     class Meta:
@@ -112,14 +114,14 @@ class CounterpartyCustomFieldValue(models.Model):
 
 
 class Order(MirroredRecord):
-    atlas_id = models.BigIntegerField(unique=True)
+    atlas_id = models.BigIntegerField("ATLAS id", unique=True)
     counterparty = models.ForeignKey(
         Counterparty, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders"
     )
-    counterparty_atlas_id = models.BigIntegerField(db_index=True)
+    counterparty_atlas_id = models.BigIntegerField("ATLAS counterparty id", db_index=True)
     status = models.CharField(max_length=128)
     # ATLAS's processed flag: the ERP document code written back after posting; null = not yet.
-    erp_code = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    erp_code = models.CharField("ERP document code", max_length=128, null=True, blank=True)  # noqa: DJ001
     document_reference = models.CharField(max_length=128, blank=True)
     currency = models.CharField(max_length=3, help_text="ISO 4217")
     registration_date = models.DateTimeField()
@@ -153,24 +155,26 @@ class OrderItem(MirroredRecord):
         EDITED = 1, "Edited"
         IN_ORDER = 2, "In order"
 
-    atlas_id = models.BigIntegerField(unique=True)
+    atlas_id = models.BigIntegerField("ATLAS id", unique=True)
     order = models.ForeignKey(
         Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="items"
     )
-    order_atlas_id = models.BigIntegerField(db_index=True)
-    deal_id = models.BigIntegerField(null=True, blank=True)
+    order_atlas_id = models.BigIntegerField("ATLAS order id", db_index=True)
+    deal_id = models.BigIntegerField("ATLAS deal id", null=True, blank=True)
     description = models.TextField(blank=True)
     # Signed as in ATLAS: positive on Active items, negative on Passive ones.
     net_amount = models.DecimalField(**MONEY)
-    vat_amount = models.DecimalField(**MONEY)
-    vat_rate = models.DecimalField(max_digits=9, decimal_places=4, null=True, blank=True)
+    vat_amount = models.DecimalField("VAT amount", **MONEY)
+    vat_rate = models.DecimalField(
+        "VAT rate (%)", max_digits=9, decimal_places=4, null=True, blank=True
+    )
     volume = models.DecimalField(max_digits=24, decimal_places=6, null=True, blank=True)
     volume_unit = models.CharField(max_length=32, blank=True)
     period_from = models.DateTimeField(null=True, blank=True)
     period_to = models.DateTimeField(null=True, blank=True)
     cashflow = models.PositiveSmallIntegerField(choices=Cashflow.choices)
-    gl_account = models.CharField(max_length=64, blank=True)
-    iban = models.CharField(max_length=64, blank=True)
+    gl_account = models.CharField("GL account", max_length=64, blank=True)
+    iban = models.CharField("IBAN", max_length=64, blank=True)
     status = models.PositiveSmallIntegerField(choices=Status.choices)
 
     class Meta:
@@ -186,12 +190,14 @@ class OrderItem(MirroredRecord):
 
 
 class Invoice(MirroredRecord):
-    atlas_id = models.BigIntegerField(unique=True)
+    atlas_id = models.BigIntegerField("ATLAS id", unique=True)
     order = models.ForeignKey(
         Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="invoices"
     )
-    order_atlas_id = models.BigIntegerField(db_index=True)
-    external_id = models.CharField(max_length=128, null=True, blank=True, db_index=True)  # noqa: DJ001
+    order_atlas_id = models.BigIntegerField("ATLAS order id", db_index=True)
+    external_id = models.CharField(  # noqa: DJ001
+        "ERP reference (externalId)", max_length=128, null=True, blank=True, db_index=True
+    )
     invoice_number = models.CharField(max_length=128, blank=True)
     amount = models.DecimalField(**MONEY)
     invoice_date = models.DateTimeField(null=True, blank=True)
@@ -207,16 +213,20 @@ class Invoice(MirroredRecord):
 
 
 class Payment(MirroredRecord):
-    atlas_id = models.BigIntegerField(unique=True)
+    atlas_id = models.BigIntegerField("ATLAS id", unique=True)
     invoice = models.ForeignKey(
         Invoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="payments"
     )
-    invoice_atlas_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    invoice_atlas_id = models.BigIntegerField(
+        "ATLAS invoice id", null=True, blank=True, db_index=True
+    )
     order = models.ForeignKey(
         Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="payments"
     )
-    order_atlas_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    external_id = models.CharField(max_length=128, null=True, blank=True, db_index=True)  # noqa: DJ001
+    order_atlas_id = models.BigIntegerField("ATLAS order id", null=True, blank=True, db_index=True)
+    external_id = models.CharField(  # noqa: DJ001
+        "ERP reference (externalId)", max_length=128, null=True, blank=True, db_index=True
+    )
     amount = models.DecimalField(**MONEY)
     payment_date = models.DateTimeField(null=True, blank=True)
 

@@ -36,7 +36,10 @@ class OrderState(models.TextChoices):
     PAID = "paid", "Paid"
     BLOCKED = "blocked", "Blocked: a person must fix something"
     FAILED = "failed", "Failed: retried with backoff"
-    PROCESSED_ELSEWHERE = "processed_elsewhere", "Processed elsewhere (erpCode already set)"
+    PROCESSED_ELSEWHERE = (
+        "processed_elsewhere",
+        "Processed elsewhere (ERP code already set in ATLAS)",
+    )
 
 
 class BlockedReason(models.TextChoices):
@@ -51,7 +54,7 @@ class BlockedReason(models.TextChoices):
     NO_OPEN_PERIOD = "no_open_period", "No open accounting period for the date"
     TOTALS_DISAGREE = "totals_disagree", "Order total differs from its items"
     UNBALANCED = "unbalanced", "Debits differ from credits"
-    NO_BOOKABLE_ITEMS = "no_bookable_items", "No item in status 2"
+    NO_BOOKABLE_ITEMS = "no_bookable_items", "No item In order"
     CURRENCY_MISMATCH = "currency_mismatch", "Currency inconsistent"
     REMOTE_REJECTION = "remote_rejection", "Rejected by the AR Ledger"
     REJECTED_IN_REVIEW = "rejected_in_review", "Rejected in review by an accountant"
@@ -84,7 +87,10 @@ class OrderSync(models.Model):
     claimed_by = models.CharField(max_length=64, blank=True, help_text="Worker holding the claim.")
     claimed_at = models.DateTimeField(null=True, blank=True)
     erp_code = models.CharField(
-        max_length=64, blank=True, help_text="The ERP document code written back to ATLAS."
+        "ERP document code",
+        max_length=64,
+        blank=True,
+        help_text="The ERP document code written back to ATLAS.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -151,7 +157,7 @@ class Journal(models.Model):
     total_credit = models.DecimalField(max_digits=18, decimal_places=2)
     occurred_on = models.DateField()
     event_date = models.DateField()
-    ledger_transaction_id = models.CharField(max_length=64, blank=True)
+    ledger_transaction_id = models.CharField("AR Ledger transaction id", max_length=64, blank=True)
     landed_period = models.CharField(
         max_length=255, blank=True, help_text="Accounting period the journal lands in."
     )
@@ -182,10 +188,10 @@ class JournalLine(models.Model):
     journal = models.ForeignKey(Journal, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()
     side = models.CharField(max_length=6, choices=Side.choices)
-    gl_account = models.CharField(max_length=32)
+    gl_account = models.CharField("GL account", max_length=32)
     amount = models.DecimalField(max_digits=18, decimal_places=2)
     currency = models.CharField(max_length=3)
-    billing_account_num = models.CharField(max_length=64, blank=True)
+    billing_account_num = models.CharField("ERP party (billing account)", max_length=64, blank=True)
     description = models.CharField(max_length=255)
     entry_values = models.JSONField(default=dict, blank=True)
     order_item = models.ForeignKey(

@@ -130,7 +130,7 @@ class CounterpartyMapping(models.Model):
     counterparty = models.OneToOneField(
         "ledger_sync.Counterparty", on_delete=models.CASCADE, related_name="erp_mapping"
     )
-    erp_code = models.CharField(max_length=64, db_index=True)
+    erp_code = models.CharField("ERP code", max_length=64, db_index=True)
     erp_party = models.ForeignKey(
         ErpParty,
         null=True,

@@ -162,6 +162,34 @@ def custom_fields_required_unmapped() -> QuerySet:
     return CustomFieldDefinition.objects.filter(is_required=True, mapping__isnull=True)
 
 
+# Ledger fields a journal entry commonly carries in `entry_values` (the AR Ledger API leaves
+# the keys to the customer): offered on the mapping page beside the keys already in use.
+SUGGESTED_ENTRY_KEYS = (
+    "cost_centre",
+    "profit_centre",
+    "department",
+    "project",
+    "contract_reference",
+    "deal_reference",
+    "trader",
+    "book",
+    "commodity",
+    "region",
+)
+
+
+def custom_field_target_suggestions() -> list[str]:
+    """The entry_values keys to offer when mapping a field: those in use first, then the usual."""
+    in_use = sorted(
+        set(
+            CustomFieldMapping.objects.filter(ignored=False)
+            .exclude(target_key="")
+            .values_list("target_key", flat=True)
+        )
+    )
+    return in_use + [key for key in SUGGESTED_ENTRY_KEYS if key not in in_use]
+
+
 def custom_field_entry_keys() -> dict[int, str]:
     """ATLAS custom field id -> entry_values key, for building journal entries."""
     return dict(

@@ -39,6 +39,12 @@ from ledger_sync.models import (
     MatchProposal,
     WriteBackState,
 )
+from ledger_sync.services.match_decisions import (
+    approval_refuse_unconfirmed,
+    erp_codes_refuse_taken,
+    erp_parties_lock,
+    match_proposals_risks,
+)
 from ledger_sync.services.normalise import (
     iban_compact,
     iban_country,
@@ -500,7 +506,8 @@ def _proposals_plan(
         summary.counterparty_ids_without_candidates.append(counterparty_id)
 
 
-def _require_approver(user: Any) -> None:
+def require_match_approver(user: Any) -> None:
+    """Refuse anyone without the finance lead's permission to decide on matches."""
     if user is None or not user.has_perm(APPROVE_PERMISSION):
         raise PermissionDenied("Only a finance lead may approve or reject match proposals.")
 
@@ -516,20 +523,26 @@ def match_proposal_approve(
     proposals: Iterable[MatchProposal] | QuerySet,
     user: Any,
     write_back: bool = True,
+    confirmed: bool = False,
     client: Any = None,
     now: datetime | None = None,
 ) -> ApprovalResult:
     """Approve proposals (one per counterparty), map the counterparties to the proposed ERP
     codes, then write the codes to ATLAS as `externalId` in one batched Counterparty/Post.
 
+    A candidate below the auto-suggest threshold, or whose VAT number or IBAN conflicts with
+    the counterparty's, is approved only with `confirmed=True` (after a person saw the
+    confirmation page); otherwise ApprovalNeedsConfirmation lists them and nothing is saved.
+    An ERP code already mapped to another counterparty is refused.
+
     The decisions are committed before ATLAS is called: a failed write-back leaves the mapping
     approved with its write-back state FAILED and the error on it, to be retried.
     """
-    _require_approver(user)
+    require_match_approver(user)
     now = now or timezone.now()
     ids = [p.pk for p in proposals]
     try:
-        mappings = _proposals_approve(ids=ids, user=user, now=now)
+        mappings = _proposals_approve(ids=ids, user=user, now=now, confirmed=confirmed)
     except IntegrityError:
         # Someone mapped one of these counterparties in the same instant (SQLite has no row
         # locks to make the second approver wait); nothing of this approval was saved.
@@ -551,7 +564,9 @@ def match_proposal_approve(
 
 
 @transaction.atomic
-def _proposals_approve(*, ids: list[int], user: Any, now: datetime) -> list[CounterpartyMapping]:
+def _proposals_approve(
+    *, ids: list[int], user: Any, now: datetime, confirmed: bool
+) -> list[CounterpartyMapping]:
     locked = list(
         MatchProposal.objects.select_for_update()
         .filter(pk__in=ids)
@@ -587,6 +602,14 @@ def _proposals_approve(*, ids: list[int], user: Any, now: datetime) -> list[Coun
             + ", ".join(str(seen[cid].counterparty) for cid in sorted(already)),
             details={"counterparties": sorted(already)},
         )
+    if not confirmed:
+        approval_refuse_unconfirmed(
+            risks=match_proposals_risks(proposals=locked, threshold=auto_suggest_score())
+        )
+    erp_parties_lock(party_ids=[p.erp_party_id for p in locked])
+    erp_codes_refuse_taken(
+        codes_by_counterparty={p.counterparty_id: p.erp_party.code for p in locked}
+    )
 
     mappings = []
     for proposal in locked:
@@ -618,7 +641,7 @@ def match_proposal_reject(
     *, proposals: Iterable[MatchProposal] | QuerySet, user: Any, now: datetime | None = None
 ) -> int:
     """Reject proposals. A rejected pair is kept, so matching never proposes it again."""
-    _require_approver(user)
+    require_match_approver(user)
     now = now or timezone.now()
     ids = [p.pk for p in proposals]
     locked = list(MatchProposal.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
@@ -678,7 +701,7 @@ def counterparty_create_erp_party(
 ) -> CounterpartyMapping:
     """Resolve "no match": create an ERP party from the counterparty's data with the next code
     of ERP_PARTY_CODE_PATTERN, map the counterparty to it and write the code back to ATLAS."""
-    _require_approver(user)
+    require_match_approver(user)
     now = now or timezone.now()
     mapping = _erp_party_create_and_map(counterparty=counterparty, user=user, role=role, now=now)
     orders_recheck_enqueue(reason="ERP party created", counterparty_ids=[mapping.counterparty_id])

@@ -223,7 +223,7 @@ def test_resync_action_enqueues_after_commit_without_calling_atlas(
         )
 
     assert response.status_code == 200
-    assert "Queued a resync of 1 Order record(s)" in response.content.decode()
+    assert "Queued a resync of 1 Order record" in response.content.decode()
     assert atlas_sandbox.app.calls == []  # ATLAS is not called in the request
     assert len(callbacks) == 1
 

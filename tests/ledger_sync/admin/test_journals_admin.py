@@ -112,23 +112,38 @@ def test_detail_page_shows_lines_with_totals_the_order_and_the_history(client, r
 
     page = response.content.decode()
     assert response.status_code == 200
-    assert "85500.00" in page and "71848.74" in page and "13651.26" in page
-    assert "Totals (EUR)" in page and "not balanced" not in page
+    assert "85,500.00 EUR" in page and "71,848.74" in page and "13,651.26" in page
+    assert "Totals" in page and "not balanced" not in page
     assert "Baseload power" in page and "9001" in page
-    assert "source_transaction_reference" in page  # the request, pretty-printed
     assert "draft created as ledger transaction 1001" in page
+    # An accountant reads the journal, not the JSON sent to the AR Ledger.
+    assert "Request sent to the AR Ledger" not in page and "&quot;x&quot;" not in page
+
+
+def test_a_superuser_sees_the_request_folded_on_the_detail_page(admin_client):
+    journal = _draft()
+
+    page = admin_client.get(
+        reverse("admin:ledger_sync_journal_change", args=[journal.pk])
+    ).content.decode()
+
+    assert "Request sent to the AR Ledger" in page
+    assert "<details><summary>Show the JSON</summary><pre>[\n  {\n    &quot;source" in page
 
 
 def test_approve_action_enqueues_and_sends_nothing_itself(
     client, reviewer, queued, django_capture_on_commit_callbacks
 ):
     journals = [_draft(), _draft()]
+    selected = {"action": "approve_selected", "_selected_action": [j.pk for j in journals]}
+
+    asked = client.post(reverse(CHANGELIST), selected)
+    assert "Approve and post these 2 journals?" in asked.content.decode()
+    assert "85,500.00 EUR" in asked.content.decode()
+    assert queued == []
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            reverse(CHANGELIST),
-            {"action": "approve_selected", "_selected_action": [j.pk for j in journals]},
-        )
+        response = client.post(reverse(CHANGELIST), {**selected, "apply": "1"})
 
     assert response.status_code == 302
     ((func, (ids, user_id)),) = queued
@@ -407,5 +422,5 @@ def test_detail_page_shows_each_items_gross_to_the_cent(client, reviewer):
         Decimal("85500.00"),
         Decimal("12.50"),
     ]
-    assert '<td class="num">85500.00</td>' in page and '<td class="num">12.50</td>' in page
+    assert ">85,500.00</span></td>" in page and ">12.50</span></td>" in page
     assert "85499" not in page  # the template's `add` filter truncated to int

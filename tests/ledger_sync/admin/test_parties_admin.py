@@ -211,8 +211,11 @@ def test_a_finance_lead_approves_and_the_code_is_written_back(
     client.force_login(lead)
     atlas_sandbox.app.reset_calls()
 
+    asked = client.post(reverse(DECIDE_URL), {"approve": proposal.pk})
+    assert "Approve this match?" in asked.content.decode()
+    assert not CounterpartyMapping.objects.exists()
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse(DECIDE_URL), {"approve": proposal.pk})
+        response = client.post(reverse(DECIDE_URL), {"approve": proposal.pk, "confirm": "1"})
 
     assert response.status_code == 302
     mapping = CounterpartyMapping.objects.get(counterparty=counterparty)
@@ -228,7 +231,7 @@ def test_bulk_reject_by_a_finance_lead(client):
     client.force_login(finance_lead())
     client.post(
         reverse(PROPOSALS_URL),
-        {"action": "reject_selected", "_selected_action": [first.pk, second.pk]},
+        {"action": "reject_selected", "_selected_action": [first.pk, second.pk], "confirm": "1"},
     )
     assert set(MatchProposal.objects.values_list("status", flat=True)) == {"rejected"}
 

@@ -101,7 +101,7 @@ def test_the_code_of_an_erp_party_cannot_be_changed_under_its_mappings(client):
 
 
 def test_a_refused_bulk_reject_shows_its_reason_instead_of_a_server_error(client, monkeypatch):
-    from ledger_sync.admin import parties as parties_admin
+    from ledger_sync.admin import match_decisions as decisions_admin
     from ledger_sync.errors import InvalidTransition
     from tests.factories.parties import MatchProposalFactory
 
@@ -110,12 +110,12 @@ def test_a_refused_bulk_reject_shows_its_reason_instead_of_a_server_error(client
     def refuse(**kwargs):
         raise InvalidTransition("Proposal 1 is already rejected.")
 
-    monkeypatch.setattr(parties_admin, "match_proposal_reject", refuse)
+    monkeypatch.setattr(decisions_admin, "match_proposal_reject", refuse)
     client.force_login(finance_lead())
 
     response = client.post(
         reverse("admin:ledger_sync_counterpartymatching_changelist"),
-        {"action": "reject_all", "_selected_action": [proposal.counterparty_id]},
+        {"action": "reject_all", "_selected_action": [proposal.counterparty_id], "confirm": "1"},
         follow=True,
     )
 
@@ -126,6 +126,7 @@ def test_a_refused_bulk_reject_shows_its_reason_instead_of_a_server_error(client
 def test_no_match_for_several_queues_the_write_back_of_those_created_before_a_refusal(
     client, monkeypatch, django_capture_on_commit_callbacks
 ):
+    from ledger_sync.admin import match_decisions as decisions_admin
     from ledger_sync.admin import parties as parties_admin
     from ledger_sync.errors import InvalidTransition
     from ledger_sync.services.matching import counterparty_create_erp_party
@@ -140,7 +141,7 @@ def test_no_match_for_several_queues_the_write_back_of_those_created_before_a_re
         return counterparty_create_erp_party(counterparty=counterparty, **kwargs)
 
     monkeypatch.setattr(parties_admin, "counterparty_create_erp_party", create_or_refuse)
-    monkeypatch.setattr(parties_admin, "async_task", lambda *args, **kw: queued.append(args))
+    monkeypatch.setattr(decisions_admin, "async_task", lambda *args, **kw: queued.append(args))
     client.force_login(finance_lead())
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -154,5 +155,5 @@ def test_no_match_for_several_queues_the_write_back_of_those_created_before_a_re
     mapping = CounterpartyMapping.objects.get()
     assert mapping.counterparty_id == first.pk
     # The party made before the refusal is not left waiting for a write-back nobody queued.
-    assert queued == [(parties_admin.WRITE_BACK_TASK, [mapping.pk])]
+    assert queued == [(decisions_admin.WRITE_BACK_TASK, [mapping.pk])]
     assert "already mapped" in response.content.decode()
