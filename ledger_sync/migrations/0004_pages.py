@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ledger_sync', '0002_roles_and_schedules'),
+        ('ledger_sync', '0003_problems'),
     ]
 
     operations = [
