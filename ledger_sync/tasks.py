@@ -230,3 +230,11 @@ def inbound_sweep_task(trigger: str = "schedule") -> dict:
     from ledger_sync.services.inbound import inbound_sweep
 
     return inbound_sweep().as_dict()
+
+
+def reconcile_task(trigger: str = "schedule", period: str = "") -> int:
+    """One reconciliation of ATLAS, our journals and the AR Ledger; the run's id (also when it
+    failed: the run records why)."""
+    from ledger_sync.services.reconciliation import reconciliation_run
+
+    return reconciliation_run(trigger=trigger, period=period or None).pk

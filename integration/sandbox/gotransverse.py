@@ -56,6 +56,7 @@ from integration.sandbox.gotransverse_seed import (
     seed_collectors,
     seed_years,
 )
+from integration.sandbox.tampering import LedgerTampering
 
 MAX_PAGE_SIZE = 50
 DEFAULT_PAGE_SIZE = 25
@@ -171,7 +172,7 @@ class _Run:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-class GotransverseSandbox:
+class GotransverseSandbox(LedgerTampering):
     """The WSGI app. Call it like any WSGI app; inspect `calls` and `transactions` in tests."""
 
     def __init__(
@@ -351,6 +352,7 @@ class GotransverseSandbox:
             Rule("/_sandbox/calls", endpoint="control_calls", methods=["GET", "DELETE"]),
             Rule("/_sandbox/clock/advance", endpoint="control_clock", methods=["POST"]),
             Rule("/_sandbox/transactions", endpoint="control_transactions", methods=["GET"]),
+            Rule("/_sandbox/tamper", endpoint="control_tamper", methods=["POST"]),
             Rule("/ledgers", endpoint="list_ledgers", methods=["GET"]),
             Rule(ledger, endpoint="get_ledger", methods=["GET"]),
             Rule(ledger + "/calendar/years/<int:year_id>", endpoint="get_year", methods=["GET"]),
@@ -455,6 +457,16 @@ class GotransverseSandbox:
                 ]
             }
         )
+
+    def _control_tamper(self, request: Request, body: Any) -> Response:
+        """Tamper with a posted transaction behind the API (integration/sandbox/tampering.py)."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "BAD_REQUEST", 'send {"action": "add|drop|edit|duplicate", ...}')
+        try:
+            transaction = self._control_tamper_apply(body)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ApiError(400, "BAD_REQUEST", str(exc.args[0] if exc.args else exc)) from None
+        return _json(dict(self._transaction_json(transaction), status=transaction.status))
 
     # --- ledgers and calendar ----------------------------------------------------------------
 

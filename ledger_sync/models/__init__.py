@@ -8,6 +8,7 @@ from .base import SyncState as SyncState
 from .inbound import *  # noqa: F403
 from .journals import *  # noqa: F403
 from .parties import *  # noqa: F403
+from .reconciliation import *  # noqa: F403
 from .reference import *  # noqa: F403
 from .runs import SyncRun as SyncRun
 from .runs import SyncRunError as SyncRunError

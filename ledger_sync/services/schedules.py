@@ -41,6 +41,11 @@ def default_schedules() -> list[ScheduleSpec]:
             func="ledger_sync.tasks.run_cycle_task",
             minutes=settings.JOURNAL_CYCLE_INTERVAL_MINUTES,
         ),
+        ScheduleSpec(
+            name="Reconciliation (ATLAS, journals, AR Ledger)",
+            func="ledger_sync.tasks.reconcile_task",
+            minutes=settings.RECONCILE_INTERVAL_MINUTES,
+        ),
     ]
 
 
