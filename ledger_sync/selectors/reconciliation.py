@@ -226,7 +226,8 @@ class OrderMoney:
 
 def reconciliation_order_money(*, order_pks: set[int], until: date | None) -> dict[int, OrderMoney]:
     """Per order pk: ATLAS invoices and payments (mirrored, still in ATLAS) and the payment
-    confirmations we accepted (any state but rejected), dated up to `until` when given."""
+    confirmations we accepted (any state but rejected); payments dated up to `until` when
+    given."""
     invoiced: dict[int, Decimal] = defaultdict(Decimal)
     paid: dict[int, Decimal] = defaultdict(Decimal)
     accepted: dict[int, list[tuple[int, Decimal]]] = defaultdict(list)
@@ -236,7 +237,8 @@ def reconciliation_order_money(*, order_pks: set[int], until: date | None) -> di
         invoices = Invoice.objects.filter(order_id__in=chunk).exclude(sync_state=SyncState.MISSING)
         payments = Payment.objects.filter(order_id__in=chunk).exclude(sync_state=SyncState.MISSING)
         if until is not None:
-            invoices = invoices.exclude(invoice_date__date__gt=until)
+            # An invoice counts with its order (we booked the receivable when we posted it,
+            # whenever ATLAS dates the invoice); a payment counts from its date.
             payments = payments.exclude(payment_date__date__gt=until)
         for order_pk, amount in invoices.values_list("order_id", "amount"):
             invoiced[order_pk] += amount

@@ -616,8 +616,8 @@ def counterparty_findings(
             causes.append(
                 f"ATLAS's invoices minus payments ({money(atlas, currency)}) differ from our "
                 f"open items ({money(ours, currency)}): an invoice not yet written back to "
-                f"ATLAS, or a payment ATLAS recorded that ledger_sync did not accept (or the "
-                f"reverse)."
+                f"ATLAS (or not yet mirrored: reconcile with a fresh mirror pass), or a "
+                f"payment ATLAS recorded that ledger_sync did not accept (or the reverse)."
             )
         findings.append(
             Finding(
