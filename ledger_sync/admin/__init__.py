@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from . import atlas, inbound, journals, parties, reference, runs  # noqa: F401
+from . import atlas, inbound, journals, parties, reconciliation, reference, runs  # noqa: F401
 
 admin.site.site_header = "ledger_sync back office"
 admin.site.site_title = "ledger_sync"

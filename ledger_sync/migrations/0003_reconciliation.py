@@ -5,11 +5,14 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-def schedules_ensure(apps, schema_editor):
-    """Adds the reconciliation schedule (idempotent, like 0002: keyed by name)."""
-    from ledger_sync.services.schedules import schedules_ensure as ensure
+def roles_and_schedules_ensure(apps, schema_editor):
+    """The roles' view permissions on the new models and the reconciliation schedule; both
+    idempotent, as in 0002 (which they re-run)."""
+    from ledger_sync.services.roles import roles_ensure
+    from ledger_sync.services.schedules import schedules_ensure
 
-    ensure()
+    roles_ensure()
+    schedules_ensure()
 
 
 class Migration(migrations.Migration):
@@ -17,6 +20,8 @@ class Migration(migrations.Migration):
     dependencies = [
         ('ledger_sync', '0002_roles_and_schedules'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("contenttypes", "0002_remove_content_type_name"),
         ("django_q", "__latest__"),
     ]
 
@@ -79,5 +84,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('run', 'key'), name='recon_difference_unique_key')],
             },
         ),
-        migrations.RunPython(schedules_ensure, migrations.RunPython.noop),
+        migrations.RunPython(roles_and_schedules_ensure, migrations.RunPython.noop),
     ]
