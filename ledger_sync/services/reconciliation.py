@@ -207,7 +207,9 @@ def _mirror_atlas(client: Any, *, trigger: str, user: Any) -> list[str]:
     from ledger_sync.services.atlas_mirror import AtlasMirrorAlreadyRunning, atlas_mirror_run
 
     try:
-        mirror = atlas_mirror_run(client=client, trigger=f"reconcile:{trigger}"[:32], user=user)
+        # The mirror run is recorded with our trigger when it is one SyncRun knows.
+        mirror_trigger = trigger if trigger in SyncRun.Trigger.values else SyncRun.Trigger.COMMAND
+        mirror = atlas_mirror_run(client=client, trigger=mirror_trigger, user=user)
     except AtlasMirrorAlreadyRunning as running:
         return [f"ATLAS mirror pass already running: {running.message}"]
     if mirror.status == SyncRun.Status.FAILED:
