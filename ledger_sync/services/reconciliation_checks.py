@@ -187,6 +187,12 @@ def _merge(into: dict, more: Mapping) -> None:
         into[key] = into.get(key, ZERO) + value
 
 
+def _fingerprints(lines: Iterable[Line]) -> Counter:
+    """The entries as a multiset; zero amounts left out (the ledger keeps or drops them
+    according to its create_zero_amount_entries, which moves no money either way)."""
+    return Counter(line.fingerprint for line in lines if line.amount)
+
+
 def _line_text(line: Line) -> str:
     side = "credit" if line.credit else "debit"
     billing = f" ({line.billing})" if line.billing else ""
@@ -226,9 +232,7 @@ def order_findings(
             continue
         if len(found) > 1:
             findings.append(_duplicate(journal, found, control_accounts))
-        elif Counter(line.fingerprint for line in journal.lines if line.amount) != Counter(
-            line.fingerprint for line in found[0].lines
-        ):
+        elif _fingerprints(journal.lines) != _fingerprints(found[0].lines):
             findings.append(_edited(journal, found[0], control_accounts))
     for transaction in ledger:
         stray = is_ours(transaction.reference) and transaction.reference not in ours
@@ -308,8 +312,8 @@ def _duplicate(
 
 def _edited(journal: OurJournal, found: LedgerTransaction, control: frozenset[str]) -> Finding:
     our_lines = [line for line in journal.lines if line.amount]
-    ours_left = Counter(line.fingerprint for line in our_lines)
-    ledger_left = Counter(line.fingerprint for line in found.lines)
+    ours_left = _fingerprints(our_lines)
+    ledger_left = _fingerprints(found.lines)
     only_ours = ours_left - ledger_left
     only_ledger = ledger_left - ours_left
     by_fp = {line.fingerprint: line for line in [*our_lines, *found.lines]}

@@ -380,3 +380,11 @@ def test_the_sandboxes_tamper_over_their_control_endpoints(cycled):
         "duplicate_reference",
         "order_changed_after_posting",
     }
+
+
+def test_the_scheduled_task_records_a_run_with_its_trigger(cycled):
+    from ledger_sync.tasks import reconcile_task
+
+    run = ReconciliationRun.objects.get(pk=reconcile_task())
+
+    assert run.trigger == "schedule" and run.status == "done" and run.difference_count == 0

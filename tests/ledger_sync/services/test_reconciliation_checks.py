@@ -138,3 +138,28 @@ def test_only_our_prefixes_make_a_stray():
     )  # fmt: skip
 
     assert [(f.kind, f.reference) for f in findings] == [("stray_transaction", "ATLAS-PAYMENT-5")]
+
+
+def test_a_stray_we_built_but_never_recorded_as_posted_is_named_as_such():
+    ledger = [_ledger("ATLAS-ORDER-3-R1", SALE)]
+
+    (finding,) = checks.order_findings(
+        journals=[], ledger=ledger, atlas_orders={}, control_accounts=CONTROL,
+        in_scope=lambda _period: True, unposted_references={"ATLAS-ORDER-3-R1": 42},
+    )  # fmt: skip
+
+    assert finding.kind == "stray_transaction" and finding.journal_pk == 42
+    assert "never recorded it as posted" in finding.cause
+
+
+def test_zero_amount_entries_kept_by_the_ledger_are_not_an_edit():
+    zero = Line(REVENUE, True, D("0.00"), "EUR")
+    journal = _journal("ATLAS-ORDER-1-R1", "posting", SALE)
+    ledger = [_ledger("ATLAS-ORDER-1-R1", [*SALE, zero])]
+
+    findings = checks.order_findings(
+        journals=[journal], ledger=ledger, atlas_orders={}, control_accounts=CONTROL,
+        in_scope=lambda _period: True,
+    )  # fmt: skip
+
+    assert findings == []
