@@ -24,7 +24,7 @@ from import_export.formats import base_formats
 
 from ledger_sync.admin.readonly import ReadOnlyAdmin
 from ledger_sync.models import ReconciliationDifference, ReconciliationRun
-from ledger_sync.services.reconciliation_checks import money
+from ledger_sync.services.reconciliation_values import money
 
 RUNS_IN_FILTER = 20
 RECONCILE_TASK = "ledger_sync.tasks.reconcile_task"

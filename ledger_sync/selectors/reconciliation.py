@@ -27,7 +27,7 @@ from ledger_sync.models import (
     SyncState,
 )
 from ledger_sync.models.inbound import CallbackState
-from ledger_sync.services.reconciliation_checks import (
+from ledger_sync.services.reconciliation_values import (
     AtlasOrderNow,
     Line,
     OurJournal,

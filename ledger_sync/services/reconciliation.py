@@ -95,14 +95,16 @@ def reconciliation_run(
     ledger = _ledger()
     periods = read.reconciliation_periods(ledger=ledger)
     scope = _Scope(period=_period(period, periods))
+    # Built before the run is recorded: a configuration error raises instead of leaving a run
+    # RUNNING for ever.
+    atlas_client = atlas_client or (atlas_client_from_settings() if mirror_atlas else None)
+    gotransverse_client = gotransverse_client or gotransverse_client_from_settings()
     run = ReconciliationRun.objects.create(
         trigger=trigger,
         user=user if getattr(user, "pk", None) else None,
         period=period or "",
         started_at=timezone.now(),
     )
-    atlas_client = atlas_client or (atlas_client_from_settings() if mirror_atlas else None)
-    gotransverse_client = gotransverse_client or gotransverse_client_from_settings()
     atlas_before = _requests(atlas_client)
     ledger_before = _requests(gotransverse_client)
     try:
@@ -126,6 +128,15 @@ def reconciliation_run(
             ledger_transactions=ledger_transactions,
             balances=balances,
         )
+        _store_done(
+            run,
+            findings=findings,
+            counts=counts,
+            ledger_transactions_read=len(ledger_transactions),
+            notes=notes,
+            atlas_calls=_requests(atlas_client) - atlas_before,
+            ledger_calls=_requests(gotransverse_client) - ledger_before,
+        )
     except (GotransverseError, AtlasError, ApplicationError) as exc:
         message = getattr(exc, "message", None) or str(exc)
         _finish_failed(run, message, atlas_client, gotransverse_client, atlas_before, ledger_before)
@@ -137,22 +148,6 @@ def reconciliation_run(
             atlas_before, ledger_before,
         )  # fmt: skip
         raise
-    with transaction.atomic():
-        ReconciliationDifference.objects.bulk_create(
-            [_row(run, f) for f in findings], batch_size=500
-        )
-        run.status = ReconciliationRun.Status.DONE
-        run.finished_at = timezone.now()
-        run.difference_count = len(findings)
-        run.orders_checked = counts["orders"]
-        run.accounts_checked = counts["accounts"]
-        run.counterparties_checked = counts["counterparties"]
-        run.ledger_transactions_read = len(ledger_transactions)
-        run.atlas_calls = _requests(atlas_client) - atlas_before
-        run.ledger_calls = _requests(gotransverse_client) - ledger_before
-        by_kind = Counter(f"{f.level}:{f.kind}" for f in findings)
-        run.summary = {"differences": dict(sorted(by_kind.items())), "notes": notes}
-        run.save()
     logger.info(
         "reconciliation.done",
         extra={
@@ -385,6 +380,35 @@ def _counterparty_facts(
 # --- storing -------------------------------------------------------------------------------------
 
 
+def _store_done(
+    run: ReconciliationRun,
+    *,
+    findings: list[checks.Finding],
+    counts: dict[str, int],
+    ledger_transactions_read: int,
+    notes: list[str],
+    atlas_calls: int,
+    ledger_calls: int,
+) -> None:
+    """The differences and the finished run, in one transaction: all of it or none."""
+    with transaction.atomic():
+        ReconciliationDifference.objects.bulk_create(
+            [_row(run, f) for f in findings], batch_size=500
+        )
+        run.status = ReconciliationRun.Status.DONE
+        run.finished_at = timezone.now()
+        run.difference_count = len(findings)
+        run.orders_checked = counts["orders"]
+        run.accounts_checked = counts["accounts"]
+        run.counterparties_checked = counts["counterparties"]
+        run.ledger_transactions_read = ledger_transactions_read
+        run.atlas_calls = atlas_calls
+        run.ledger_calls = ledger_calls
+        by_kind = Counter(f"{f.level}:{f.kind}" for f in findings)
+        run.summary = {"differences": dict(sorted(by_kind.items())), "notes": notes}
+        run.save()
+
+
 def _row(run: ReconciliationRun, finding: checks.Finding) -> ReconciliationDifference:
     counterparty_pk = finding.details.get("counterparty_pk") if finding.level == 3 else None
     return ReconciliationDifference(
@@ -437,6 +461,7 @@ def _finish_failed(
 ) -> None:
     run.status = ReconciliationRun.Status.FAILED
     run.error = message
+    run.difference_count = 0
     run.finished_at = timezone.now()
     run.atlas_calls = _requests(atlas_client) - atlas_before
     run.ledger_calls = _requests(gotransverse_client) - ledger_before

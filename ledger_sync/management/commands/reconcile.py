@@ -10,7 +10,7 @@ from django.core.management import BaseCommand, CommandError
 
 from ledger_sync.models import ReconciliationRun
 from ledger_sync.services.reconciliation import ReconciliationPeriodInvalid, reconciliation_run
-from ledger_sync.services.reconciliation_checks import money
+from ledger_sync.services.reconciliation_values import money
 
 MAX_SHOWN = 30
 
