@@ -248,3 +248,11 @@ def orders_recheck_task(order_sync_ids: list[int], reason: str = "") -> dict:
     from ledger_sync.services.rechecks import orders_recheck
 
     return orders_recheck(order_sync_ids=order_sync_ids, reason=reason).as_dict()
+
+
+def reconcile_task(trigger: str = "schedule", period: str = "") -> int:
+    """One reconciliation of ATLAS, our journals and the AR Ledger; the run's id (also when it
+    failed: the run records why)."""
+    from ledger_sync.services.reconciliation import reconciliation_run
+
+    return reconciliation_run(trigger=trigger, period=period or None).pk

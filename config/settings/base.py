@@ -252,6 +252,10 @@ JOURNAL_CYCLE_INTERVAL_MINUTES = env.int("JOURNAL_CYCLE_INTERVAL_MINUTES", defau
 # and on this schedule too (services/problems.py); never on page load.
 PROBLEMS_REFRESH_INTERVAL_MINUTES = env.int("PROBLEMS_REFRESH_INTERVAL_MINUTES", default=5)
 
+# --- Reconciliation (services/reconciliation.py): ATLAS vs our journals vs the AR Ledger
+# Every 6 hours by default; each run reads the whole ledger once (paged), so not every minute.
+RECONCILE_INTERVAL_MINUTES = env.int("RECONCILE_INTERVAL_MINUTES", default=360)
+
 # --- Inbound REST: webhooks, payment and invoice callbacks (ledger_sync/api, services/inbound.py)
 # Largest request body the API accepts; bigger → 413 before anything is parsed or stored.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)

@@ -43,6 +43,7 @@ from integration.sandbox.atlas_seed import (
 )
 from integration.sandbox.clock import SandboxClock
 from integration.sandbox.faults import Fault, FaultConfig
+from integration.sandbox.tampering import AtlasTampering
 from integration.wire import dumps, loads
 
 TOKEN_PATH = "/api/token"
@@ -177,7 +178,7 @@ _CONTROL_ORDER_STATUS = re.compile(r"^/_sandbox/orders/(\d+)/status$")
 _CONTROL_ITEM_STATUS = re.compile(r"^/_sandbox/order-items/(\d+)/status$")
 
 
-class AtlasSandbox:
+class AtlasSandbox(AtlasTampering):
     """The ATLAS API as a WSGI app, holding its records in memory (thread-safe)."""
 
     def __init__(
@@ -696,6 +697,8 @@ class AtlasSandbox:
             return _control_response(
                 200, {"broken": self.dataset.broken, "notable": self.dataset.notable}
             )
+        if path == "/_sandbox/tamper" and method == "POST":
+            return _control_response(200, self._control_tamper(body))
         if path == "/_sandbox/webhooks" and method == "GET":
             with self._lock:
                 deliveries = [_delivery_json(d) for d in self.webhook_deliveries]

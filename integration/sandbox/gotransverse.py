@@ -56,6 +56,7 @@ from integration.sandbox.gotransverse_seed import (
     seed_collectors,
     seed_years,
 )
+from integration.sandbox.tampering import LedgerTampering
 
 MAX_PAGE_SIZE = 50
 DEFAULT_PAGE_SIZE = 25
@@ -171,7 +172,7 @@ class _Run:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-class GotransverseSandbox:
+class GotransverseSandbox(LedgerTampering):
     """The WSGI app. Call it like any WSGI app; inspect `calls` and `transactions` in tests."""
 
     def __init__(
@@ -351,6 +352,7 @@ class GotransverseSandbox:
             Rule("/_sandbox/calls", endpoint="control_calls", methods=["GET", "DELETE"]),
             Rule("/_sandbox/clock/advance", endpoint="control_clock", methods=["POST"]),
             Rule("/_sandbox/transactions", endpoint="control_transactions", methods=["GET"]),
+            Rule("/_sandbox/tamper", endpoint="control_tamper", methods=["POST"]),
             Rule("/ledgers", endpoint="list_ledgers", methods=["GET"]),
             Rule(ledger, endpoint="get_ledger", methods=["GET"]),
             Rule(ledger + "/calendar/years/<int:year_id>", endpoint="get_year", methods=["GET"]),
@@ -455,6 +457,16 @@ class GotransverseSandbox:
                 ]
             }
         )
+
+    def _control_tamper(self, request: Request, body: Any) -> Response:
+        """Tamper with a posted transaction behind the API (integration/sandbox/tampering.py)."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "BAD_REQUEST", 'send {"action": "add|drop|edit|duplicate", ...}')
+        try:
+            transaction = self._control_tamper_apply(body)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ApiError(400, "BAD_REQUEST", str(exc.args[0] if exc.args else exc)) from None
+        return _json(dict(self._transaction_json(transaction), status=transaction.status))
 
     # --- ledgers and calendar ----------------------------------------------------------------
 
@@ -889,7 +901,7 @@ class GotransverseSandbox:
         args = request.args
         items = [t for t in self.transactions if not t.is_posted]
         items = _filter_transactions(items, args, billing_key="billing_account_num")
-        return self._page(request, [self._transaction_json(t) for t in items])
+        return self._page(request, items, render=self._transaction_json)
 
     def _create_draft(self, request: Request, body: Any, ledger_id: int) -> Response:
         self._require_ledger(ledger_id)
@@ -1122,7 +1134,7 @@ class GotransverseSandbox:
                 ):
                     kept.append(t)
             items = kept
-        return self._page(request, [self._transaction_json(t) for t in items])
+        return self._page(request, items, render=self._transaction_json)
 
     def _get_transaction(self, request: Request, body: Any, ledger_id: int, transaction_id: int):
         self._require_ledger(ledger_id)
@@ -1141,7 +1153,7 @@ class GotransverseSandbox:
         pairs = [(t, e) for t, e in pairs if _entry_matches(t, e, args)]
         max_records = _int_arg(args, "max_records", default=1000, minimum=1)
         pairs = pairs[:max_records]
-        return self._page(request, [self._entry_json(t, e) for t, e in pairs])
+        return self._page(request, pairs, render=lambda pair: self._entry_json(*pair))
 
     def _balance(self, request: Request, body: Any, ledger_id: int) -> Response:
         self._require_ledger(ledger_id)
@@ -1414,13 +1426,19 @@ class GotransverseSandbox:
 
     # --- paging ------------------------------------------------------------------------------
 
-    def _page(self, request: Request, items: list[Any]) -> Response:
+    def _page(
+        self, request: Request, items: list[Any], *, render: Callable[[Any], Any] | None = None
+    ) -> Response:
+        """One page of `items`; `render` turns an item into JSON for the page's items only
+        (rendering the whole list for every page made listing a large ledger quadratic)."""
         page_number = _int_arg(request.args, "page_number", default=1, minimum=1)
         requested_size = _int_arg(request.args, "page_size", default=DEFAULT_PAGE_SIZE, minimum=1)
         page_size = min(requested_size, MAX_PAGE_SIZE)
         total = len(items)
         start = (page_number - 1) * page_size
         chunk = items[start : start + page_size]
+        if render is not None:
+            chunk = [render(item) for item in chunk]
         response = _json(chunk)
         response.headers["X-Total-Count"] = str(total)
         response.headers["X-Elements-Count"] = str(len(chunk))

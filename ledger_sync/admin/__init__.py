@@ -2,7 +2,16 @@
 
 from django.contrib import admin
 
-from . import atlas, inbound, journals, parties, problems, reference, runs  # noqa: F401
+from . import (  # noqa: F401
+    atlas,
+    inbound,
+    journals,
+    parties,
+    problems,
+    reconciliation,
+    reference,
+    runs,
+)
 
 admin.site.site_header = "ledger_sync back office"
 admin.site.site_title = "ledger_sync"

@@ -9,6 +9,7 @@ from .inbound import *  # noqa: F403
 from .journals import *  # noqa: F403
 from .parties import *  # noqa: F403
 from .problems import *  # noqa: F403
+from .reconciliation import *  # noqa: F403
 from .reference import *  # noqa: F403
 from .runs import SyncRun as SyncRun
 from .runs import SyncRunError as SyncRunError

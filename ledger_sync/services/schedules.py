@@ -46,6 +46,11 @@ def default_schedules() -> list[ScheduleSpec]:
             func="ledger_sync.tasks.problems_refresh_task",
             minutes=settings.PROBLEMS_REFRESH_INTERVAL_MINUTES,
         ),
+        ScheduleSpec(
+            name="Reconciliation (ATLAS, journals, AR Ledger)",
+            func="ledger_sync.tasks.reconcile_task",
+            minutes=settings.RECONCILE_INTERVAL_MINUTES,
+        ),
     ]
 
 

@@ -93,6 +93,7 @@ class Command(BaseCommand):
                 SandboxServer(gotransverse, host=host, port=options["gotransverse_port"]).start()
             )
             self.stdout.write(self.style.SUCCESS(f"Gotransverse sandbox: {servers[-1].url}"))
+            self._tamper_help(servers[0].url, servers[-1].url)
         except OSError as exc:
             for server in servers:
                 server.stop()
@@ -111,6 +112,22 @@ class Command(BaseCommand):
             for server in servers:
                 server.stop()
             self.stdout.write("Sandboxes stopped.")
+
+    def _tamper_help(self, atlas_url: str, ledger_url: str) -> None:
+        """Tampering is done once journals are posted, so it is a control, not a flag: these
+        are what the reconciliation demo sends (integration/sandbox/tampering.py)."""
+        self.stdout.write(
+            "  tamper (for `python manage.py reconcile`), POST JSON to /_sandbox/tamper:"
+        )
+        self.stdout.write(f'    {atlas_url}  {{"orderId": 210, "totalAmount": "1.00"}}')
+        for body in (
+            '{"action": "drop", "transaction_id": 1001}',
+            '{"action": "duplicate", "transaction_id": 1001}',
+            '{"action": "edit", "transaction_id": 1001, "entry_index": 0, "amount": "1.00"}',
+            '{"action": "add", "source_transaction_reference": "ATLAS-ORDER-1-R9", '
+            '"entries": [...]}',
+        ):
+            self.stdout.write(f"    {ledger_url}  {body}")
 
     def _describe(self, atlas: Any) -> None:
         dataset = atlas.dataset
