@@ -29,6 +29,8 @@ from ledger_sync.models import (
     OrderSync,
     PaymentConfirmation,
     Problem,
+    ReconciliationDifference,
+    ReconciliationRun,
     SyncRun,
     SyncRunError,
     WriteBackState,
@@ -399,6 +401,47 @@ def failed_tasks() -> Iterator[Observation]:
         )
 
 
+def reconciliation_differences() -> Iterator[Observation]:
+    """The differences of the latest finished reconciliation over every period (the scheduled
+    kind), else of the latest finished one: a failed run compared nothing, so it neither adds
+    nor resolves anything. A difference keeps its key across runs, so a repeat folds."""
+    finished = ReconciliationRun.objects.filter(status=ReconciliationRun.Status.DONE)
+    run = (
+        finished.filter(period="").order_by("-started_at", "-id").first()
+        or finished.order_by("-started_at", "-id").first()
+    )
+    if run is None:
+        return
+    levels = dict(ReconciliationDifference.Level.choices)
+    kinds = dict(ReconciliationDifference.Kind.choices)
+    rows = ReconciliationDifference.objects.filter(run=run).values(
+        "pk",
+        "level",
+        "kind",
+        "key",
+        "record_label",
+        "currency",
+        "amount",
+        "likely_cause",
+        "fix_url",
+    )
+    for row in rows.iterator(chunk_size=2000):
+        amount = f"{row['amount']:,.2f} {row['currency']}".strip()
+        yield Observation(
+            key=f"reconciliation:{row['key']}",
+            message=f"{kinds.get(row['kind'], row['kind'])}: {row['likely_cause']} "
+            f"(difference {amount})"[:MESSAGE_MAX],
+            seen_at=run.finished_at or run.started_at,
+            record_label=row["record_label"],
+            fix_url=row["fix_url"] or _url("reconciliationdifference", row["pk"]),
+            details={
+                "run": run.pk,
+                "level": levels.get(row["level"], row["level"]),
+                "difference": row["pk"],
+            },
+        )
+
+
 for _source in (
     ProblemSource(K.BLOCKED_ORDER, "blocked orders", blocked_orders),
     ProblemSource(K.FAILED_POSTING, "failed postings", failed_postings),
@@ -408,6 +451,7 @@ for _source in (
     ProblemSource(K.FAILED_CALLBACK, "payment and invoice callbacks", failed_callbacks),
     ProblemSource(K.MIRROR_RECORD_ERROR, "mirror errors", mirror_errors),
     ProblemSource(K.FAILED_TASK, "failed tasks", failed_tasks),
+    ProblemSource(K.RECONCILIATION, "reconciliation differences", reconciliation_differences),
 ):
     problem_source_register(_source)
 

@@ -43,6 +43,7 @@ from ledger_sync.models import (
     Journal,
     Ledger,
     PostingSettings,
+    Problem,
     ReconciliationDifference,
     ReconciliationRun,
     SyncRun,
@@ -50,6 +51,7 @@ from ledger_sync.models import (
 from ledger_sync.selectors import reconciliation as read
 from ledger_sync.services import reconciliation_checks as checks
 from ledger_sync.services.journals import _admin_url
+from ledger_sync.services.problems import problems_refresh_safely
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +150,8 @@ def reconciliation_run(
             atlas_before, ledger_before,
         )  # fmt: skip
         raise
+    # The differences reach the error queue now, not at its next scheduled refresh.
+    problems_refresh_safely(kinds=[Problem.Kind.RECONCILIATION])
     logger.info(
         "reconciliation.done",
         extra={

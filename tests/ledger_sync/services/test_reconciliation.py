@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from django.core.management import CommandError, call_command
 
-from ledger_sync.models import Journal, ReconciliationDifference, ReconciliationRun
+from ledger_sync.models import Journal, Problem, ReconciliationDifference, ReconciliationRun
 from ledger_sync.services.reconciliation import reconciliation_run
 from tests.fixtures.atlas_sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME
 
@@ -407,3 +407,24 @@ def test_a_journal_posted_while_the_ledger_was_read_is_left_to_the_next_run(cycl
     Journal.objects.filter(pk=journal.pk).update(posted_at=timezone.now() - timedelta(hours=1))
     later = reconciliation_run(trigger="test", mirror_atlas=False)
     assert [r.kind for r in differences(later, 1)] == ["missing_in_ledger"]
+
+
+def test_differences_reach_the_error_queue_fold_on_repeat_and_resolve_when_clean(cycled):
+    _atlas, ledger = cycled
+    journal = posted_journal()
+    copy = ledger.app.tamper_duplicate_transaction(int(journal.ledger_transaction_id))
+    duplicate_key = f"reconciliation:journal:{journal.source_transaction_reference}:duplicate"
+
+    first = reconciliation_run(trigger="test")
+    reconciliation_run(trigger="test", mirror_atlas=False)
+
+    queued = Problem.objects.filter(kind=Problem.Kind.RECONCILIATION)
+    assert queued.count() == first.difference_count > 0
+    duplicate = queued.get(key=duplicate_key)
+    assert duplicate.count == 2 and duplicate.status == Problem.Status.OPEN
+    assert duplicate.fix_url == first.differences.get(key=duplicate_key[15:]).fix_url
+
+    ledger.app.tamper_drop_transaction(copy.id)
+    assert reconciliation_run(trigger="test").difference_count == 0
+    assert not queued.filter(status=Problem.Status.OPEN).exists()
+    assert queued.get(key=duplicate_key).status == Problem.Status.RESOLVED
