@@ -1,9 +1,5 @@
 """The back office, one module per area. Importing a module registers its admin classes."""
 
-from django.contrib import admin
+from . import atlas, inbound, job_runs, journals, parties, reference, runs  # noqa: F401
 
-from . import atlas, inbound, journals, parties, reference, runs  # noqa: F401
-
-admin.site.site_header = "ledger_sync back office"
-admin.site.site_title = "ledger_sync"
-admin.site.index_title = "ATLAS ETRM ⇄ Gotransverse AR Ledger"
+# The site itself (titles, the dashboard home, navigation by task) is ledger_sync.admin_site.
