@@ -106,11 +106,25 @@ def _user(user_id: int | None):
 
 
 def run_cycle_task(trigger: str = "schedule") -> dict:
-    """One whole cycle (both mirrors, build, post, write back); its counts and problems."""
-    from ledger_sync.services.cycle import cycle_run
+    """One whole cycle (both mirrors, build, post, write back), recorded as a JobRun; its
+    counts and problems."""
+    from ledger_sync.services.job_runs import journal_cycle_scheduled
 
-    report = cycle_run(trigger=trigger, actor=f"system:run_cycle_task:{trigger}")
-    return {"stages": report.stages, "problems": len(report.problems), "errors": report.errors}
+    job = journal_cycle_scheduled(trigger=trigger)
+    return {
+        "job_run": job.pk,
+        "stages": job.result.get("stages", {}),
+        "problems": job.problems,
+        "errors": job.result.get("errors", []),
+    }
+
+
+def job_run_task(job_run_id: int) -> str:
+    """Run a queued "Run now" request (ATLAS mirror or journal cycle); its final status.
+    Idempotent: a second delivery finds it no longer queued and does nothing."""
+    from ledger_sync.services.job_runs import job_run_execute
+
+    return job_run_execute(job_run_id=job_run_id).status
 
 
 def post_journals_task(order_sync_ids: list[int] | None = None) -> int:

@@ -1,10 +1,9 @@
 """The back office, one module per area. Importing a module registers its admin classes."""
 
-from django.contrib import admin
-
 from . import (  # noqa: F401
     atlas,
     inbound,
+    job_runs,
     journals,
     parties,
     problems,
@@ -13,6 +12,4 @@ from . import (  # noqa: F401
     runs,
 )
 
-admin.site.site_header = "ledger_sync back office"
-admin.site.site_title = "ledger_sync"
-admin.site.index_title = "ATLAS ETRM ⇄ Gotransverse AR Ledger"
+# The site itself (titles, the dashboard home, navigation by task) is ledger_sync.admin_site.

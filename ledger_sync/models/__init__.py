@@ -6,6 +6,7 @@ from .base import MirroredRecord as MirroredRecord
 from .base import RecordChange as RecordChange
 from .base import SyncState as SyncState
 from .inbound import *  # noqa: F403
+from .jobs import *  # noqa: F403
 from .journals import *  # noqa: F403
 from .parties import *  # noqa: F403
 from .problems import *  # noqa: F403

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,18 @@ from django.conf import settings
 from ledger_sync.models import OrderState, OrderSync, SyncRun, WriteBackStep
 
 logger = logging.getLogger(__name__)
+
+# The stages of one cycle, in the order they run (the keys of CycleReport.stages, "orders" aside).
+STAGES = (
+    "atlas_mirror",
+    "gotransverse_mirror",
+    "matching",
+    "counterparty_write_back",
+    "selection",
+    "build",
+    "post",
+    "write_back",
+)
 
 
 @dataclass
@@ -58,8 +71,13 @@ def cycle_run(
     user: Any = None,
     atlas_client: Any = None,
     gotransverse_client: Any = None,
+    stage_done: Callable[[str], None] | None = None,
+    mirror_progress: Callable[[str, int, int], None] | None = None,
 ) -> CycleReport:
-    """Run every stage once, in order; returns what each did and what needs a person."""
+    """Run every stage once, in order; returns what each did and what needs a person.
+
+    stage_done(stage) is called as each of STAGES ends and mirror_progress(entity, done, total)
+    during the ATLAS mirror, so that a page can show how far a run has come."""
     from ledger_sync.services.atlas_mirror import AtlasMirrorAlreadyRunning, atlas_mirror_run
     from ledger_sync.services.counterparty_writeback import (
         counterparty_mappings_write_back,
@@ -84,9 +102,9 @@ def cycle_run(
     atlas = atlas_client or atlas_client_from_settings()
     ledger = gotransverse_client or gotransverse_client_from_settings()
 
-    mark = _Stopwatch(report)
+    mark = _Stopwatch(report, stage_done)
     try:
-        run = atlas_mirror_run(client=atlas, trigger=trigger, user=user)
+        run = atlas_mirror_run(client=atlas, trigger=trigger, user=user, progress=mirror_progress)
         report.stages["atlas_mirror"] = _run_counts(run)
         _run_errors(report, run, "ATLAS mirror")
     except AtlasMirrorAlreadyRunning as skipped:
@@ -164,14 +182,17 @@ def cycle_run(
 
 
 class _Stopwatch:
-    def __init__(self, report: CycleReport):
+    def __init__(self, report: CycleReport, stage_done: Callable[[str], None] | None):
         self.report = report
         self.last = time.monotonic()
+        self.stage_done = stage_done
 
     def __call__(self, stage: str) -> None:
         now = time.monotonic()
         self.report.stage_seconds[stage] = round(now - self.last, 3)
         self.last = now
+        if self.stage_done is not None:
+            self.stage_done(stage)
 
 
 def orders_by_state() -> dict[str, int]:

@@ -1,6 +1,7 @@
 """The two back-office roles, as Django groups with their permissions.
 
-- Accountant: sees everything in ledger_sync, approves no match, correction or mapping, and
+- Accountant: sees everything in ledger_sync (and the task queue's lists: failed and
+  successful tasks, schedules), approves no match, correction or mapping, and
   may request master-data corrections (a finance lead approves them). Journal approval is
   granted by the journals area (approve_journal).
 - Finance lead: everything an accountant has, plus approving match proposals and master-data
@@ -28,7 +29,14 @@ APP_LABEL = "ledger_sync"
 
 # Permissions on top of "view" for every ledger_sync model.
 # change_problem: both roles work the error queue (assign, note, resolve, ignore).
-ACCOUNTANT_EXTRA = ("add_masterdatacorrection", "approve_journal", "change_problem")
+# start_jobrun: "Run now" of the ATLAS mirror and the journal cycle (the dashboard).
+ACCOUNTANT_EXTRA = (
+    "add_masterdatacorrection",
+    "approve_journal",
+    "change_problem",
+    "start_jobrun",
+)
+TASK_QUEUE_VIEW = ("view_failure", "view_success", "view_schedule", "view_ormq")
 FINANCE_LEAD_EXTRA = (
     "add_masterdatacorrection",
     "change_masterdatacorrection",
@@ -45,6 +53,7 @@ FINANCE_LEAD_EXTRA = (
     "change_postingsettings",
     "approve_journal",
     "change_problem",
+    "start_jobrun",
 )
 
 
@@ -59,9 +68,13 @@ def roles_ensure() -> dict[str, int]:
     and Django would silently create nothing.
     """
     create_permissions(global_apps.get_app_config(APP_LABEL), verbosity=0)
+    create_permissions(global_apps.get_app_config("django_q"), verbosity=0)
 
     app_permissions = Permission.objects.filter(content_type__app_label=APP_LABEL)
-    view = list(app_permissions.filter(codename__startswith="view_"))
+    view = list(app_permissions.filter(codename__startswith="view_")) + list(
+        # The task queue's lists (failed and successful tasks, schedules), for the dashboard.
+        Permission.objects.filter(content_type__app_label="django_q", codename__in=TASK_QUEUE_VIEW)
+    )
     wanted = {
         ACCOUNTANT: view + _named(app_permissions, ACCOUNTANT_EXTRA),
         FINANCE_LEAD: view + _named(app_permissions, FINANCE_LEAD_EXTRA),
