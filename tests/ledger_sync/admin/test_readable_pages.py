@@ -102,4 +102,7 @@ def test_the_order_page_costs_the_same_for_1_and_10_items(client):
             client.get(reverse("admin:ledger_sync_order_change", args=[order.pk]))
         return len(captured)
 
+    # A first page load fills per-process caches (the navigation's content types), so both
+    # measured loads come after one that is not counted.
+    queries(1)
     assert queries(1) == queries(10)
