@@ -32,7 +32,12 @@ class _Clock:
 
 def _client(url: str, clock: _Clock) -> AtlasClient:
     return AtlasClient(
-        base_url=url, username="svc", password="pw", sleep=lambda _: None, clock=clock, max_retries=0
+        base_url=url,
+        username="svc",
+        password="pw",
+        sleep=lambda _: None,
+        clock=clock,
+        max_retries=0,
     )
 
 
