@@ -93,7 +93,7 @@ def test_one_order_walks_the_whole_handshake(story, tmp_path, live_server):
     match_proposal_approve(proposals=[proposal], user=finance_lead())
 
     assert [c.body for c in atlas.app.calls_to("/api/Counterparty/Post")] == [
-        {"data": [{"id": COUNTERPARTY_ID, "externalId": ERP_CODE}]}
+        {"data": [{**dataset.counterparties[COUNTERPARTY_ID], "externalId": ERP_CODE}]}
     ]
     assert dataset.counterparties[COUNTERPARTY_ID]["externalId"] == ERP_CODE
     mapping = CounterpartyMapping.objects.get(counterparty__atlas_id=COUNTERPARTY_ID)
