@@ -17,6 +17,7 @@ from django.db import models, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -440,6 +441,7 @@ class OrderSyncAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
         "blocked_reason",
         "blocked_message",
         "fix",
+        "all_problems",
         "waiting_on_items",
         "revision",
         "attempts",
@@ -470,6 +472,15 @@ class OrderSyncAdmin(_ApproverMixin, ReadOnlyPermissions, admin.ModelAdmin):
         if not obj.blocked_fix_url:
             return ""
         return format_html('<a href="{}">fix it here</a>', obj.blocked_fix_url)
+
+    @admin.display(description="Every problem found")
+    def all_problems(self, obj: OrderSync) -> SafeString | str:
+        problems = [p for p in obj.blocked_problems or [] if isinstance(p, dict)]
+        if not problems:
+            return ""
+        return render_to_string(
+            "admin/ledger_sync/includes/order_problems.html", {"problems": problems}
+        )
 
     @admin.action(description="Retry the failed orders now", permissions=["approve"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
