@@ -215,6 +215,10 @@ LEDGER_ACCOUNT_PAYABLES = env("LEDGER_ACCOUNT_PAYABLES", default="2000")
 LEDGER_ACCOUNT_OUTPUT_VAT = env("LEDGER_ACCOUNT_OUTPUT_VAT", default="2200")
 LEDGER_ACCOUNT_INPUT_VAT = env("LEDGER_ACCOUNT_INPUT_VAT", default="1400")
 LEDGER_ACCOUNT_BANK = env("LEDGER_ACCOUNT_BANK", default="1000")
+# Revenue / expense account for an item whose own GL is missing and whose counterparty's is not
+# of the item's role; empty (the default): such an item blocks its order with the reason.
+LEDGER_ACCOUNT_DEFAULT_REVENUE = env("LEDGER_ACCOUNT_DEFAULT_REVENUE", default="")
+LEDGER_ACCOUNT_DEFAULT_EXPENSE = env("LEDGER_ACCOUNT_DEFAULT_EXPENSE", default="")
 JOURNAL_WORKFLOW = env("JOURNAL_WORKFLOW", default="review")
 CLOSED_PERIOD_POLICY = env("CLOSED_PERIOD_POLICY", default="block")
 # Refuse an unknown value at start-up: posting treats any workflow but "review" as auto, so a

@@ -490,14 +490,13 @@ class AtlasClient:
                 endpoint=TOKEN_PATH,
                 status=response.status_code,
             )
-        envelope = _checked_envelope(TOKEN_PATH, response, clock=self._clock)
-        data = envelope.get("data")
-        token = data.get("token") if isinstance(data, Mapping) else None
-        if not isinstance(token, str) or not token:
-            raise AtlasProtocolError("token answer has no data.token", endpoint=TOKEN_PATH)
-        lifetime = data.get("expiresIn", DEFAULT_TOKEN_LIFETIME_SECONDS)
-        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
-            lifetime = DEFAULT_TOKEN_LIFETIME_SECONDS
+        body = _decode(response) if 200 <= response.status_code < 300 else None
+        if isinstance(body, Mapping) and "success" not in body:
+            # A gateway's bare OAuth-style answer ({"token": ...} or {"access_token": ...}).
+            envelope: Mapping[str, Any] = body
+        else:
+            envelope = _checked_envelope(TOKEN_PATH, response, clock=self._clock)
+        token, lifetime = token_from_answer(envelope)
         self._token = token
         self._token_lifetime = float(lifetime)
         self._token_expires_at = self._clock() + float(lifetime)
@@ -508,6 +507,49 @@ class AtlasClient:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+# Where ATLAS deployments put the token: the guide never shows the answer, CONTRACT.md pins
+# data.token, and OAuth-style gateways in front of ATLAS answer data.access_token or a
+# top-level token. The first non-empty string wins, in this order.
+TOKEN_LOCATIONS: tuple[tuple[str, ...], ...] = (
+    ("data", "token"),
+    ("data", "access_token"),
+    ("data", "accessToken"),
+    ("token",),
+    ("access_token",),
+)
+LIFETIME_KEYS: tuple[str, ...] = ("expiresIn", "expires_in")
+
+
+def token_from_answer(envelope: Mapping[str, Any]) -> tuple[str, float]:
+    """(token, lifetime in seconds) from the answer of POST /api/token, read tolerantly.
+
+    The token is looked for at each of TOKEN_LOCATIONS; the lifetime (expiresIn or
+    expires_in, beside the token) is optional and defaults to the guide's one hour. Raises
+    AtlasProtocolError naming every place looked at when there is no token.
+    """
+    for path in TOKEN_LOCATIONS:
+        holder: Any = envelope
+        for key in path[:-1]:
+            holder = holder.get(key) if isinstance(holder, Mapping) else None
+        token = holder.get(path[-1]) if isinstance(holder, Mapping) else None
+        if isinstance(token, str) and token.strip():
+            lifetime = next(
+                (holder[key] for key in LIFETIME_KEYS if key in holder),
+                DEFAULT_TOKEN_LIFETIME_SECONDS,
+            )
+            if isinstance(lifetime, str) and lifetime.strip().isdigit():
+                lifetime = int(lifetime.strip())
+            if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
+                lifetime = DEFAULT_TOKEN_LIFETIME_SECONDS
+            return token.strip(), float(lifetime)
+    looked = ", ".join(".".join(path) for path in TOKEN_LOCATIONS)
+    raise AtlasProtocolError(
+        f"the token answer carries no token (looked at {looked}); check ATLAS_BASE_URL points "
+        "at the ATLAS API and the service account may obtain tokens",
+        endpoint=TOKEN_PATH,
+    )
 
 
 def _is_retryable(error: BaseException) -> bool:

@@ -300,7 +300,8 @@ class OrderItem(AtlasRecord):
             deal_id=r.int("dealId", required=False),
             description=r.str("description", required=False),
             net_amount=r.decimal("netAmount"),
-            vat_amount=r.decimal("vatAmount", required=False) or Decimal("0"),
+            # Required: a missing VAT is a record error, not 0 (0 is sent as 0).
+            vat_amount=r.decimal("vatAmount"),
             vat_rate=r.decimal("vatRate", required=False),
             volume=r.decimal("volume", required=False),
             volume_unit=r.str("volumeUnit", required=False),

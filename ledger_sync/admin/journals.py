@@ -18,6 +18,7 @@ from django.db import models, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -640,6 +641,7 @@ class OrderSyncAdmin(_CsvXlsxExport, _ApproverMixin, ReadOnlyPermissions, admin.
         "blocked_reason",
         "blocked_message",
         "fix",
+        "all_problems",
         "waiting_on_items",
         "revision",
         "attempts",
@@ -694,6 +696,15 @@ class OrderSyncAdmin(_CsvXlsxExport, _ApproverMixin, ReadOnlyPermissions, admin.
 
     def get_export_resource_kwargs(self, request: HttpRequest, **kwargs: Any) -> dict[str, Any]:
         return {"base_url": request.build_absolute_uri("/")}
+
+    @admin.display(description="Every problem found")
+    def all_problems(self, obj: OrderSync) -> SafeString | str:
+        problems = [p for p in obj.blocked_problems or [] if isinstance(p, dict)]
+        if not problems:
+            return ""
+        return render_to_string(
+            "admin/ledger_sync/includes/order_problems.html", {"problems": problems}
+        )
 
     @admin.action(description="Retry the failed orders now", permissions=["approve"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -264,6 +264,10 @@ class PostingSettingsAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Default accounts (for an item whose own and counterparty's accounts do not fit)",
+            {"fields": ("default_revenue_account", "default_expense_account")},
+        ),
         ("Journal workflow", {"fields": ("journal_workflow",)}),
         ("Closed periods", {"fields": ("closed_period_policy", "closed_period_landings")}),
         ("Changes", {"fields": ("updated_by", "updated_at", "change_history")}),

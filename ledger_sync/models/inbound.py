@@ -26,6 +26,7 @@ __all__ = [
     "InboundDelivery",
     "InvoiceReport",
     "InvoiceSettlement",
+    "LedgerSettlementState",
     "PaymentConfirmation",
 ]
 
@@ -171,6 +172,14 @@ class _Callback(models.Model):
         abstract = True
 
 
+class LedgerSettlementState(models.TextChoices):
+    PENDING = "pending", "To post to the AR Ledger"
+    POSTED = "posted", "Settlement posted to the AR Ledger"
+    FAILED = "failed", "Failed, retried with backoff"
+    BLOCKED = "blocked", "Blocked: a person must fix something"
+    NOT_OURS = "not_ours", "No journal of ours to settle"
+
+
 class PaymentConfirmation(_Callback):
     """A confirmed payment from the ERP or the bank, written to ATLAS through Payment/Post."""
 
@@ -190,6 +199,17 @@ class PaymentConfirmation(_Callback):
         help_text="When the invoice's payments were compared with its amount after this "
         "payment (isPaid set when they reach it); empty = still to do.",
     )
+    # The AR Ledger settlement transaction (a Journal of kind settlement), posted apart from
+    # the ATLAS write so that neither waits for the other.
+    ledger_state = models.CharField(
+        max_length=16,
+        choices=LedgerSettlementState.choices,
+        default=LedgerSettlementState.PENDING,
+        db_index=True,
+    )
+    ledger_attempts = models.PositiveIntegerField(default=0)
+    ledger_next_attempt_at = models.DateTimeField(null=True, blank=True)
+    ledger_error = models.TextField(blank=True)
 
     class Meta:
         verbose_name = "payment confirmation"

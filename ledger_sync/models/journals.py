@@ -59,6 +59,8 @@ class BlockedReason(models.TextChoices):
     REMOTE_REJECTION = "remote_rejection", "Rejected by the AR Ledger"
     REJECTED_IN_REVIEW = "rejected_in_review", "Rejected in review by an accountant"
     INVALID_RECORD = "invalid_record", "Invalid record"
+    WRONG_ACCOUNT_ROLE = "wrong_account_role", "GL account of the wrong role for its line"
+    VAT_MISMATCH = "vat_mismatch", "VAT amount differs from net amount x VAT rate"
 
 
 class OrderSync(models.Model):
@@ -76,6 +78,12 @@ class OrderSync(models.Model):
     )
     blocked_fix_url = models.CharField(
         max_length=500, blank=True, help_text="Admin URL of what clears the block."
+    )
+    blocked_problems = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Every problem found when the order was last validated, most important first: "
+        '[{"reason", "message", "fix_url"}]. blocked_reason/message/fix_url repeat the first.',
     )
     waiting_on_items = models.JSONField(
         default=list, blank=True, help_text="ATLAS ids of the items still in status 0 or 1."
@@ -129,6 +137,7 @@ class Journal(models.Model):
     class Kind(models.TextChoices):
         POSTING = "posting", "Posting"
         REVERSAL = "reversal", "Reversal"
+        SETTLEMENT = "settlement", "Settlement of a payment"
 
     class Status(models.TextChoices):
         BUILT = "built", "Built, nothing sent"
@@ -149,7 +158,8 @@ class Journal(models.Model):
         max_length=16, choices=Status.choices, default=Status.BUILT, db_index=True
     )
     # Chosen and stored before the first remote call, reused on every retry.
-    # posting: ATLAS-ORDER-{atlas_order_id}-R{revision}; reversal: the same + "-REV".
+    # posting: ATLAS-ORDER-{atlas_order_id}-R{revision}; reversal: the same + "-REV";
+    # settlement: ATLAS-PAYMENT-{payment_confirmation.pk}.
     source_transaction_reference = models.CharField(max_length=64, unique=True)
     workflow = models.CharField(max_length=16, choices=Workflow.choices)
     currency = models.CharField(max_length=3)
@@ -167,6 +177,14 @@ class Journal(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals"
     )
     rejected_reason = models.TextField(blank=True)
+    payment_confirmation = models.OneToOneField(
+        "ledger_sync.PaymentConfirmation",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="settlement_journal",
+        help_text="The payment a settlement journal books (kind settlement only).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     posted_at = models.DateTimeField(null=True, blank=True)
 

@@ -167,6 +167,10 @@ CONTROL_ACCOUNT_FIELDS: tuple[str, ...] = (
     "bank_account",
 )
 
+# Optional: used for an item whose own GL account is missing and whose counterparty's account
+# is not of the item's role (a Passive item of a customer with a revenue account); empty = block.
+DEFAULT_ACCOUNT_FIELDS: tuple[str, ...] = ("default_revenue_account", "default_expense_account")
+
 _POLICY_FIELDS: tuple[str, ...] = ("journal_workflow", "closed_period_policy")
 
 
@@ -181,6 +185,18 @@ class PostingSettings(models.Model):
     output_vat_account = models.CharField(max_length=64, help_text="GL account number.")
     input_vat_account = models.CharField(max_length=64, help_text="GL account number.")
     bank_account = models.CharField(max_length=64, help_text="GL account number.")
+    default_revenue_account = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Revenue GL account for an Active item when neither the item nor its "
+        "counterparty gives a revenue account; empty: such an item blocks its order.",
+    )
+    default_expense_account = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Expense GL account for a Passive item when neither the item nor its "
+        "counterparty gives an expense account; empty: such an item blocks its order.",
+    )
     journal_workflow = models.CharField(max_length=16, choices=JournalWorkflow.choices)
     closed_period_policy = models.CharField(max_length=16, choices=ClosedPeriodPolicy.choices)
     updated_by = models.ForeignKey(
@@ -206,6 +222,8 @@ class PostingSettings(models.Model):
             "output_vat_account": settings.LEDGER_ACCOUNT_OUTPUT_VAT,
             "input_vat_account": settings.LEDGER_ACCOUNT_INPUT_VAT,
             "bank_account": settings.LEDGER_ACCOUNT_BANK,
+            "default_revenue_account": settings.LEDGER_ACCOUNT_DEFAULT_REVENUE,
+            "default_expense_account": settings.LEDGER_ACCOUNT_DEFAULT_EXPENSE,
             "journal_workflow": settings.JOURNAL_WORKFLOW,
             "closed_period_policy": settings.CLOSED_PERIOD_POLICY,
         }
@@ -221,7 +239,10 @@ class PostingSettings(models.Model):
         return row
 
     def snapshot(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in (*CONTROL_ACCOUNT_FIELDS, *_POLICY_FIELDS)}
+        return {
+            name: getattr(self, name)
+            for name in (*CONTROL_ACCOUNT_FIELDS, *DEFAULT_ACCOUNT_FIELDS, *_POLICY_FIELDS)
+        }
 
 
 class PostingSettingsChange(models.Model):

@@ -1,13 +1,15 @@
 """Write counterparty master data to ATLAS with Counterparty/Post: ERP codes as `externalId`, and
 the corrections of master data the ERP owns (GL account, IBAN, SWIFT/BIC).
 
-Every write is an upsert keyed by the ATLAS counterparty id and carries only the fields that
-change, so sending it twice (a retry after a timeout, two workers) has the effect of sending it
-once. All pending records go in one call (the client splits it into batches of
-ATLAS_BATCH_SIZE). ATLAS answers with the saved records: that answer is mirrored onto the local
-counterparty at once, with a RecordChange of source "write_back", so the change shows in the
-counterparty's history without waiting for the next mirror pass. A failure is stored on the
-mapping or correction (state FAILED, the error text) for the admin to show and retry.
+Every write is an upsert keyed by the ATLAS counterparty id carrying the whole record as
+mirrored with the changed fields replaced (counterparty_post_record): ATLAS's upsert may blank
+what a record does not mention, as the invoice write-back already allows for. Sending it twice
+(a retry after a timeout, two workers) has the effect of sending it once. All pending records
+go in one call (the client splits it into batches of ATLAS_BATCH_SIZE). ATLAS answers with
+the saved records: that answer is mirrored onto the local counterparty at once, with a
+RecordChange of source "write_back", so the change shows in the counterparty's history without
+waiting for the next mirror pass. A failure is stored on the mapping or correction (state
+FAILED, the error text) for the admin to show and retry.
 """
 
 from __future__ import annotations
@@ -109,7 +111,10 @@ def counterparty_mappings_write_back(
     if not sendable:
         return result
 
-    records = [{"id": m.counterparty.atlas_id, "externalId": m.erp_code} for m in sendable]
+    records = [
+        counterparty_post_record(counterparty=m.counterparty, changes={"externalId": m.erp_code})
+        for m in sendable
+    ]
     answer, error = _post(records, client=client)
     for mapping in sendable:
         atlas_id = mapping.counterparty.atlas_id
@@ -280,7 +285,8 @@ def master_data_corrections_push(
     by_counterparty: dict[int, dict[str, Any]] = {}
     for correction in due:
         record = by_counterparty.setdefault(
-            correction.counterparty.atlas_id, {"id": correction.counterparty.atlas_id}
+            correction.counterparty.atlas_id,
+            counterparty_post_record(counterparty=correction.counterparty, changes={}),
         )
         for name, value in correction.after.items():
             record[MasterDataCorrection.FIELDS[name]] = value
@@ -320,6 +326,19 @@ def master_data_corrections_push(
             )
         result.written += 1
     return result
+
+
+# --- the record sent -----------------------------------------------------------------------------
+
+
+def counterparty_post_record(*, counterparty: Any, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The Counterparty/Post record: the counterparty as mirrored (its raw ATLAS JSON, so every
+    field ATLAS gave us, unknown ones and customFieldValues included), `changes` (wire names)
+    replacing their fields, keyed by its ATLAS id. An upsert must not blank what it does not
+    mention, so nothing is left out."""
+    record = {key: value for key, value in (counterparty.raw or {}).items() if key != "id"}
+    record.update(changes)
+    return {"id": counterparty.atlas_id, **record}
 
 
 # --- ATLAS's answer -------------------------------------------------------------------------------

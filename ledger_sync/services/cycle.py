@@ -39,6 +39,8 @@ class CycleProblem:
     state: str
     reason: str
     message: str
+    # The order's other problems (OrderSync.blocked_problems after the first): (reason, message).
+    more: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -210,6 +212,11 @@ def cycle_problems() -> list[CycleProblem]:
             state=row["state"],
             reason=row["blocked_reason"] or "transient",
             message=row["blocked_message"] or row["last_error"],
+            more=[
+                (str(p.get("reason", "")), str(p.get("message", "")))
+                for p in (row["blocked_problems"] or [])[1:]
+                if isinstance(p, dict)
+            ],
         )
         for row in OrderSync.objects.filter(state__in=[OrderState.BLOCKED, OrderState.FAILED])
         .order_by("order__atlas_id")
@@ -219,6 +226,7 @@ def cycle_problems() -> list[CycleProblem]:
             "state",
             "blocked_reason",
             "blocked_message",
+            "blocked_problems",
             "last_error",
         )
     ]

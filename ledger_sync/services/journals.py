@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -51,6 +51,7 @@ from ledger_sync.models import (
     SyncState,
 )
 from ledger_sync.selectors.reference import PeriodLanding, gl_account_check, period_landing
+from ledger_sync.services.account_roles import account_role_problem
 from ledger_sync.services.order_states import (
     PRE_SEND_STATES,
     order_syncs_move_bulk,
@@ -118,6 +119,7 @@ class LineRole(StrEnum):
     EXPENSE = "expense"
     INPUT_VAT = "input_vat"
     PAYABLES = "payables"
+    BANK = "bank"  # settlement transactions only (services/settlements.py)
 
 
 CONTROL_ROLES: frozenset[LineRole] = frozenset(
@@ -137,6 +139,7 @@ _ROLE_WORDS: dict[LineRole, str] = {
     LineRole.EXPENSE: "expense",
     LineRole.INPUT_VAT: "input VAT",
     LineRole.PAYABLES: "payable",
+    LineRole.BANK: "bank",
 }
 
 
@@ -181,10 +184,15 @@ class CounterpartyFacts:
 
 @dataclass(frozen=True)
 class ControlAccounts:
+    """The posting settings' accounts: the control accounts, and the default revenue and
+    expense accounts ("" when not set) for items nothing else gives an account of their role."""
+
     receivables: str
     payables: str
     output_vat: str
     input_vat: str
+    default_revenue: str = ""
+    default_expense: str = ""
 
     def for_role(self, role: LineRole) -> str:
         return {
@@ -192,7 +200,18 @@ class ControlAccounts:
             LineRole.PAYABLES: self.payables,
             LineRole.OUTPUT_VAT: self.output_vat,
             LineRole.INPUT_VAT: self.input_vat,
+            LineRole.REVENUE: self.default_revenue,
+            LineRole.EXPENSE: self.default_expense,
         }[role]
+
+
+# Whether GL account `number` may carry a line of `role` (the chart's type/designation); the
+# pure builder gets it from the caller, so that it needs no database.
+AccountFits = Callable[[str, "LineRole"], bool]
+
+
+def _any_account_fits(number: str, role: LineRole) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -229,9 +248,37 @@ class LineDraft:
         )
 
 
-def item_gl_account(*, item: ItemFacts, counterparty: CounterpartyFacts) -> str:
-    """The item's GL account wins; the counterparty's is the fallback (ATLAS guide, 4.1)."""
-    return (item.gl_account or "").strip() or (counterparty.gl_account or "").strip()
+def item_role(item: ItemFacts) -> LineRole:
+    """The role of an item's own line: revenue for Active, expense for Passive."""
+    return LineRole.REVENUE if item.cashflow == Cashflow.ACTIVE else LineRole.EXPENSE
+
+
+def item_gl_account(
+    *,
+    item: ItemFacts,
+    counterparty: CounterpartyFacts,
+    defaults: ControlAccounts | None = None,
+    fits: AccountFits = _any_account_fits,
+) -> str:
+    """The GL account of an item's revenue/expense line ("" when there is none).
+
+    1. The item's own glAccount wins (ATLAS guide, 4.1) — and is validated for its role, never
+       replaced: a person chose it in ATLAS, and booking elsewhere would hide that mistake.
+    2. The counterparty's glAccount, only when it is of the item's role: a customer's revenue
+       account must not receive the expense of a Passive item of the same counterparty.
+    3. The posting settings' default revenue/expense account for the item's role.
+    Otherwise "" (validation blocks, naming the counterparty's account and the fix).
+    """
+    own = (item.gl_account or "").strip()
+    if own:
+        return own
+    role = item_role(item)
+    fallback = (counterparty.gl_account or "").strip()
+    if fallback and fits(fallback, role):
+        return fallback
+    if defaults is not None:
+        return (defaults.for_role(role) or "").strip()
+    return ""
 
 
 def _date_text(value: date | None) -> str:
@@ -254,18 +301,28 @@ def _describe(*, order: OrderFacts, item: ItemFacts, role: LineRole, correction:
     return text if len(text) <= 255 else text[:254] + "…"
 
 
+def _describe_control(*, order: OrderFacts, role: LineRole, correction: bool) -> str:
+    reference = order.document_reference or f"ATLAS order {order.atlas_id}"
+    start, end = _date_text(order.period_from), _date_text(order.period_to)
+    period = f"{start} to {end}" if start and end and start != end else start or end
+    role_text = _ROLE_WORDS[role] + (" (correction)" if correction else "")
+    parts = [reference, period, role_text] if period else [reference, role_text]
+    text = " · ".join(parts)
+    return text if len(text) <= 255 else text[:254] + "…"
+
+
 def _item_amounts(
     *, item: ItemFacts, gl_account: str, control: ControlAccounts
 ) -> list[tuple[LineRole, str, Side, Decimal]]:
-    """(role, GL account, normal side, amount in the normal direction) for one item.
+    """(role, GL account, normal side, amount in the normal direction) of an item's own lines:
+    revenue/expense and VAT. The control line is the order's (see build_journal_lines).
 
     "Amount in the normal direction" is positive for a regular item and negative for a
     correction, whose side then swaps.
     """
-    net, vat, gross = item.net_amount, item.vat_amount, item.gross_amount
+    net, vat = item.net_amount, item.vat_amount
     if item.cashflow == Cashflow.ACTIVE:
         return [
-            (LineRole.RECEIVABLES, control.receivables, Side.DEBIT, gross),
             (LineRole.REVENUE, gl_account, Side.CREDIT, net),
             (LineRole.OUTPUT_VAT, control.output_vat, Side.CREDIT, vat),
         ]
@@ -274,9 +331,31 @@ def _item_amounts(
         return [
             (LineRole.EXPENSE, gl_account, Side.DEBIT, -net),
             (LineRole.INPUT_VAT, control.input_vat, Side.DEBIT, -vat),
-            (LineRole.PAYABLES, control.payables, Side.CREDIT, -gross),
         ]
     raise ValueError(f"item {item.atlas_id}: cashflow {item.cashflow!r} is neither 0 nor 1")
+
+
+def order_control_role(*, items: Sequence[ItemFacts], net_gross: Decimal) -> LineRole:
+    """The control account of an order's one open item.
+
+    - only Active items: receivables — also when the net is negative (a credit note to the
+      customer reduces what they owe, on the same account);
+    - only Passive items: payables, likewise for a supplier's credit note;
+    - a mixed order: receivables when its signed gross total is 0 or more (we are owed, net),
+      payables when it is negative (we owe, net).
+    The control line's side follows the sign (debit when ≥ 0, credit when negative).
+
+    Why one line, netted: the order gets one document for its net amount (ATLAS's totalAmount),
+    so the open item in the ledger must be that same amount under the one billing account — a
+    mixed order booking its Active items to receivables and its Passive items to payables would
+    leave two open items that no single invoice or payment clears.
+    """
+    cashflows = {item.cashflow for item in items}
+    if cashflows == {Cashflow.ACTIVE}:
+        return LineRole.RECEIVABLES
+    if cashflows == {Cashflow.PASSIVE}:
+        return LineRole.PAYABLES
+    return LineRole.RECEIVABLES if net_gross >= 0 else LineRole.PAYABLES
 
 
 def build_journal_lines(
@@ -288,38 +367,43 @@ def build_journal_lines(
     control_accounts: ControlAccounts,
     custom_field_values: Mapping[str, Any],
     zero_amount_entries: bool,
+    account_fits: AccountFits = _any_account_fits,
 ) -> list[LineDraft]:
     """The lines of the one accounting transaction of `order`.
 
     Per item (bookable items only, in ATLAS id order):
-    - cashflow 0 (Active): debit receivables with the gross, credit the item's GL account with
-      the net, credit output VAT with the VAT;
-    - cashflow 1 (Passive): debit the item's GL account with the net, debit input VAT with the
-      VAT, credit payables with the gross;
+    - cashflow 0 (Active): credit the item's revenue account with the net, credit output VAT
+      with the VAT;
+    - cashflow 1 (Passive): debit the item's expense account with the net, debit input VAT
+      with the VAT;
     - each amount whose sign is opposite to its cashflow's (a correction) swaps its side.
-    Every item balances on its own, so the transaction balances. Zero amounts are dropped
-    unless `zero_amount_entries` (the ledger's create_zero_amount_entries). An item without a
-    GL account (neither its own nor the counterparty's) gets a revenue/expense line with an
-    empty account, which validation blocks.
+    Then one control line for the order: the signed gross total of its items, debited when 0 or
+    more and credited when negative, on receivables or payables (order_control_role). It is
+    first for receivables, last for payables (so a one-item order reads as before: receivables,
+    revenue, VAT / expense, VAT, payables). The transaction balances because the control line is
+    the sum of the others. Zero amounts are dropped unless `zero_amount_entries` (the ledger's
+    create_zero_amount_entries). The item account comes from item_gl_account (`account_fits`
+    judges the counterparty's fallback); an item left without one gets a line with an empty
+    account, which validation blocks.
     """
-    lines: list[LineDraft] = []
+    item_lines: list[LineDraft] = []
     occurred_on = order.registration_date
+    custom = {k: v for k, v in custom_field_values.items() if k not in RESERVED_ENTRY_KEYS}
     for item in sorted(items, key=lambda i: i.atlas_id):
-        gl_account = item_gl_account(item=item, counterparty=counterparty)
+        gl_account = item_gl_account(
+            item=item, counterparty=counterparty, defaults=control_accounts, fits=account_fits
+        )
         references: dict[str, Any] = {ENTRY_ORDER_ID: order.atlas_id, ENTRY_ITEM_ID: item.atlas_id}
         if item.deal_id is not None:
             references[ENTRY_DEAL_ID] = item.deal_id
-        entry_values = {
-            **{k: v for k, v in custom_field_values.items() if k not in RESERVED_ENTRY_KEYS},
-            **references,
-        }
+        entry_values = {**custom, **references}
         for role, account, normal_side, amount in _item_amounts(
             item=item, gl_account=gl_account, control=control_accounts
         ):
             if amount == 0 and not zero_amount_entries:
                 continue
             correction = amount < 0
-            lines.append(
+            item_lines.append(
                 LineDraft(
                     role=role,
                     side=normal_side.opposite if correction else normal_side,
@@ -336,7 +420,37 @@ def build_journal_lines(
                     correction=correction,
                 )
             )
-    return lines
+    net_gross = sum((item.gross_amount for item in items), Decimal("0.00"))
+    if net_gross == 0 and not zero_amount_entries:
+        return item_lines
+    role = order_control_role(items=items, net_gross=net_gross)
+    correction = (net_gross < 0) == (role is LineRole.RECEIVABLES)
+    only = items[0] if len(items) == 1 else None
+    if only is not None:
+        # One item: the open item is that item's, and says so (description and references).
+        description = _describe(order=order, item=only, role=role, correction=correction)
+        control_values = {**custom, ENTRY_ORDER_ID: order.atlas_id, ENTRY_ITEM_ID: only.atlas_id}
+        if only.deal_id is not None:
+            control_values[ENTRY_DEAL_ID] = only.deal_id
+    else:
+        description = _describe_control(order=order, role=role, correction=correction)
+        control_values = {**custom, ENTRY_ORDER_ID: order.atlas_id}
+    control = LineDraft(
+        role=role,
+        side=Side.DEBIT if net_gross >= 0 else Side.CREDIT,
+        gl_account=(control_accounts.for_role(role) or "").strip(),
+        amount=abs(net_gross),
+        currency=order.currency,
+        billing_account_num=mapping_code,
+        description=description,
+        entry_values=control_values,
+        occurred_on=occurred_on,
+        event_date=occurred_on,
+        item_atlas_id=only.atlas_id if only is not None else None,
+        item_pk=only.pk if only is not None else None,
+        correction=correction,
+    )
+    return [control, *item_lines] if role is LineRole.RECEIVABLES else [*item_lines, control]
 
 
 def lines_totals(lines: Iterable[LineDraft]) -> tuple[Decimal, Decimal]:
@@ -437,6 +551,7 @@ def journal_lines_problems(
                 "its items in ATLAS; the next sync and rebuild pick it up.",
             )
         )
+    problems.extend(vat_problems(order=order, items=items))
     debit, credit = lines_totals(lines)
     if debit != credit:
         problems.append(
@@ -452,6 +567,37 @@ def journal_lines_problems(
             JournalProblem(
                 BlockedReason.INVALID_RECORD,
                 f"A line of order {reference} exceeds {_money(MAX_AMOUNT, currency)}.",
+            )
+        )
+    return problems
+
+
+def vat_expected(item: ItemFacts) -> Decimal | None:
+    """netAmount x vatRate / 100, exact (not rounded); None when the item has no rate."""
+    if item.vat_rate is None:
+        return None
+    return item.net_amount * item.vat_rate / Decimal(100)
+
+
+def vat_problems(*, order: OrderFacts, items: Sequence[ItemFacts]) -> list[JournalProblem]:
+    """Items whose vatAmount differs from netAmount x vatRate by more than one cent (rounding
+    of the product is allowed for; anything more is a wrong VAT booked to the tax accounts)."""
+    problems = []
+    reference = order.document_reference or f"ATLAS order {order.atlas_id}"
+    for item in sorted(items, key=lambda i: i.atlas_id):
+        expected = vat_expected(item)
+        if expected is None or abs(item.vat_amount - expected) <= CENT:
+            continue
+        assert item.vat_rate is not None
+        problems.append(
+            JournalProblem(
+                BlockedReason.VAT_MISMATCH,
+                f"Item {item.atlas_id} of order {reference} has vatAmount "
+                f"{_money(item.vat_amount, order.currency)}, but netAmount "
+                f"{_money(item.net_amount, order.currency)} x vatRate "
+                f"{item.vat_rate.normalize():f}% is {_money(expected, order.currency)} "
+                f"(difference {_money(item.vat_amount - expected, order.currency)}); correct "
+                "the item's VAT amount or rate in ATLAS.",
             )
         )
     return problems
@@ -539,6 +685,18 @@ class BuildContext:
             payables=(s.payables_account or "").strip(),
             output_vat=(s.output_vat_account or "").strip(),
             input_vat=(s.input_vat_account or "").strip(),
+            default_revenue=(s.default_revenue_account or "").strip(),
+            default_expense=(s.default_expense_account or "").strip(),
+        )
+
+    def account_fits(self, number: str, role: LineRole) -> bool:
+        """Whether `number` is a usable account of the chart with the type/designation of
+        `role` (the builder's fallback test for a counterparty's account)."""
+        account, problem = self.gl_check(number)
+        return (
+            account is not None
+            and problem is None
+            and account_role_problem(role=role, account=account) is None
         )
 
     @property
@@ -636,11 +794,23 @@ class JournalPlan:
     """What building an order would store — or why it cannot (problem) or must wait."""
 
     order_sync: OrderSync
-    problem: JournalProblem | None = None
+    # Every problem found, most important first (the order validation runs in).
+    problems: list[JournalProblem] = field(default_factory=list)
     waiting_on: list[int] = field(default_factory=list)
     lines: list[LineDraft] = field(default_factory=list)
     facts: OrderFacts | None = None
     landed_period: str = ""
+
+    @property
+    def problem(self) -> JournalProblem | None:
+        """The first problem: the order's blocked_reason (for filtering)."""
+        return self.problems[0] if self.problems else None
+
+    def problems_json(self) -> list[dict[str, str]]:
+        return [
+            {"reason": str(p.reason), "message": p.message, "fix_url": p.fix_url}
+            for p in self.problems
+        ]
 
     @property
     def fingerprint(self) -> tuple[Any, ...]:
@@ -662,30 +832,91 @@ def _gl_problem(
     *, number: str, line: LineDraft, ctx: BuildContext, item_id: Any
 ) -> JournalProblem | None:
     account, problem = ctx.gl_check(number)
-    if problem is None:
-        return None
+    where = f"Item {item_id} ({_ROLE_WORDS[line.role]})"
+    if problem is None and account is not None:
+        role_problem = account_role_problem(role=line.role, account=account)
+        if role_problem is None:
+            return None
+        return JournalProblem(
+            BlockedReason.WRONG_ACCOUNT_ROLE,
+            f"{where}: {role_problem} Set the item's glAccount in ATLAS to an account of that "
+            "role (or request a master-data correction of the counterparty's), then sync.",
+            fix_url_gl_account(number),
+        )
     if account is None:
         reason = BlockedReason.UNKNOWN_GL_ACCOUNT
     elif not account.is_posting_account:
         reason = BlockedReason.NON_POSTING_GL_ACCOUNT
     else:
         reason = BlockedReason.INACTIVE_GL_ACCOUNT
-    where = f"Item {item_id} ({_ROLE_WORDS[line.role]})"
     return JournalProblem(reason, f"{where}: {problem}", fix_url_gl_account(number))
 
 
+def _missing_item_account_problem(
+    *,
+    line: LineDraft,
+    item: OrderItem | None,
+    counterparty: Counterparty | None,
+    reference: str,
+    ctx: BuildContext,
+) -> JournalProblem:
+    """Why an item has no revenue/expense account, naming what was looked at and the fix."""
+    role = line.role
+    setting = "default_revenue_account" if role is LineRole.REVENUE else "default_expense_account"
+    variable = (
+        "LEDGER_ACCOUNT_DEFAULT_REVENUE"
+        if role is LineRole.REVENUE
+        else "LEDGER_ACCOUNT_DEFAULT_EXPENSE"
+    )
+    fallback = ((counterparty.gl_account if counterparty else "") or "").strip()
+    who = (
+        f"its counterparty {counterparty.name} (ATLAS {counterparty.atlas_id})"
+        if counterparty is not None
+        else "its counterparty"
+    )
+    if fallback:
+        account, problem = ctx.gl_check(fallback)
+        why = problem or (
+            account_role_problem(role=role, account=account) if account is not None else None
+        )
+        return JournalProblem(
+            BlockedReason.WRONG_ACCOUNT_ROLE,
+            f"Item {line.item_atlas_id} of order {reference} has no GL account of its own, and "
+            f"the account {fallback} of {who} cannot take its {_ROLE_WORDS[role]} line"
+            f"{': ' + why if why else ''} Set glAccount on the item in ATLAS, or set the "
+            f"default {_ROLE_WORDS[role]} account ({setting}, initially {variable}) in the "
+            "posting settings.",
+            fix_url_posting_settings(),
+        )
+    return JournalProblem(
+        BlockedReason.MISSING_GL_ACCOUNT,
+        f"Item {line.item_atlas_id} of order {reference} has no GL account, and neither has "
+        f"{who}; set glAccount on the item or the counterparty in ATLAS (or request a "
+        f"master-data correction), or set the default {_ROLE_WORDS[role]} account "
+        f"({setting}) in the posting settings, then sync.",
+        fix_url_counterparty(counterparty) if counterparty is not None else "",
+    )
+
+
 def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
-    """Everything that decides the journal of one order, without writing anything."""
+    """Everything that decides the journal of one order, without writing anything.
+
+    Validation reports every problem of the order at once (plan.problems), most important
+    first: a person fixes them in one go instead of meeting them one per cycle. Only what makes
+    the rest meaningless stops it early: items still under review (the order waits), no item
+    to book.
+    """
     plan = JournalPlan(order_sync=order_sync)
     order = order_sync.order
     reference = order.document_reference or f"ATLAS order {order.atlas_id}"
+    problems = plan.problems
 
-    def blocked(reason: str, message: str, fix_url: str = "") -> JournalPlan:
-        plan.problem = JournalProblem(reason, message, fix_url)
-        return plan
+    def add(reason: str, message: str, fix_url: str = "") -> None:
+        if all(p.message != message for p in problems):
+            problems.append(JournalProblem(reason, message, fix_url))
 
     if order.sync_state == SyncState.INVALID:
-        return blocked(
+        add(
             BlockedReason.INVALID_RECORD,
             f"Order {reference} no longer reads correctly from ATLAS: {order.sync_error}",
             fix_url_order(order),
@@ -697,48 +928,53 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
         if item.status in (OrderItem.Status.CALCULATED, OrderItem.Status.EDITED)
     )
     if plan.waiting_on:
+        plan.problems = []
         return plan
     bookable = [item for item in items if item.status == OrderItem.Status.IN_ORDER]
-    invalid = [item for item in bookable if item.sync_state == SyncState.INVALID]
-    if invalid:
-        return blocked(
-            BlockedReason.INVALID_RECORD,
-            f"Item {invalid[0].atlas_id} of order {reference} no longer reads correctly from "
-            f"ATLAS: {invalid[0].sync_error}",
-            fix_url_order(order),
-        )
+    for item in bookable:
+        if item.sync_state == SyncState.INVALID:
+            add(
+                BlockedReason.INVALID_RECORD,
+                f"Item {item.atlas_id} of order {reference} no longer reads correctly from "
+                f"ATLAS: {item.sync_error}",
+                fix_url_order(order),
+            )
     if not bookable:
-        return blocked(
+        add(
             BlockedReason.NO_BOOKABLE_ITEMS,
             f"Order {reference} has no item in status 2 (In Order); there is nothing to book. "
             "Put its items in the order in ATLAS, or move the order out of the trigger status.",
             fix_url_order(order),
         )
-    odd_cashflow = [item for item in bookable if item.cashflow not in (0, 1)]
-    if odd_cashflow:
-        return blocked(
-            BlockedReason.INVALID_RECORD,
-            f"Item {odd_cashflow[0].atlas_id} of order {reference} has cashflow "
-            f"{odd_cashflow[0].cashflow}; only 0 (Active) and 1 (Passive) can be booked.",
-            fix_url_order(order),
-        )
+        return plan
+    for item in bookable:
+        if item.cashflow not in (Cashflow.ACTIVE, Cashflow.PASSIVE):
+            add(
+                BlockedReason.INVALID_RECORD,
+                f"Item {item.atlas_id} of order {reference} has cashflow {item.cashflow}; only "
+                "0 (Active) and 1 (Passive) can be booked.",
+                fix_url_order(order),
+            )
+    bookable = [i for i in bookable if i.cashflow in (Cashflow.ACTIVE, Cashflow.PASSIVE)]
     counterparty = order.counterparty
+    erp_code = ""
     if counterparty is None:
-        return blocked(
+        add(
             BlockedReason.UNKNOWN_COUNTERPARTY,
             f"Order {reference} belongs to ATLAS counterparty {order.counterparty_atlas_id}, "
             "which is not in the mirror; sync ATLAS (sync_atlas) so the counterparty is read.",
             fix_url_order(order),
         )
-    erp_code = counterparty_erp_code(counterparty)
-    if not erp_code:
-        return blocked(
-            BlockedReason.UNMATCHED_COUNTERPARTY,
-            f"Counterparty {counterparty.name} (ATLAS {counterparty.atlas_id}) of order "
-            f"{reference} is not mapped to an ERP customer/vendor code; approve a match or "
-            "create the ERP party on the counterparty matching page.",
-            fix_url_counterparty_matching(counterparty),
-        )
+    else:
+        erp_code = counterparty_erp_code(counterparty)
+        if not erp_code:
+            add(
+                BlockedReason.UNMATCHED_COUNTERPARTY,
+                f"Counterparty {counterparty.name} (ATLAS {counterparty.atlas_id}) of order "
+                f"{reference} is not mapped to an ERP customer/vendor code; approve a match or "
+                "create the ERP party on the counterparty matching page.",
+                fix_url_counterparty_matching(counterparty),
+            )
     facts = order_facts(order)
     plan.facts = facts
     if (
@@ -747,33 +983,41 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
         and ctx.ledger.conversion_currency
         and facts.currency != ctx.ledger.conversion_currency
     ):
-        return blocked(
+        add(
             BlockedReason.CURRENCY_MISMATCH,
             f"Order {reference} is in {facts.currency}, but AR Ledger {ctx.ledger} books in "
             f"{ctx.ledger.conversion_currency} and does not convert currencies.",
             fix_url_order(order),
         )
     items_facts = [item_facts(item) for item in bookable]
-    lines = build_journal_lines(
-        order=facts,
-        items=items_facts,
-        counterparty=CounterpartyFacts(
+    counterparty_facts = (
+        CounterpartyFacts(
             atlas_id=counterparty.atlas_id,
             name=counterparty.name,
             gl_account=counterparty.gl_account or "",
-        ),
+        )
+        if counterparty is not None
+        else CounterpartyFacts(atlas_id=order.counterparty_atlas_id or 0)
+    )
+    lines = build_journal_lines(
+        order=facts,
+        items=items_facts,
+        counterparty=counterparty_facts,
         mapping_code=erp_code,
         control_accounts=ctx.control_accounts,
-        custom_field_values=counterparty_entry_values(counterparty, keys=ctx.custom_field_keys),
+        custom_field_values=(
+            counterparty_entry_values(counterparty, keys=ctx.custom_field_keys)
+            if counterparty is not None
+            else {}
+        ),
         zero_amount_entries=ctx.zero_amount_entries,
+        account_fits=ctx.account_fits,
     )
     plan.lines = lines
-    pure = journal_lines_problems(order=facts, items=items_facts, lines=lines)
-    if pure:
-        first = pure[0]
-        return blocked(first.reason, first.message, first.fix_url or fix_url_order(order))
+    for problem in journal_lines_problems(order=facts, items=items_facts, lines=lines):
+        add(problem.reason, problem.message, problem.fix_url or fix_url_order(order))
     if not lines:
-        return blocked(
+        add(
             BlockedReason.NO_BOOKABLE_ITEMS,
             f"Every amount of order {reference} is zero and the AR Ledger does not create "
             "zero-amount entries; there is nothing to book.",
@@ -785,32 +1029,37 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
             continue
         setting = CONTROL_ROLE_FIELDS[line.role]
         if not line.gl_account:
-            return blocked(
+            add(
                 BlockedReason.MISSING_CONTROL_ACCOUNT,
                 f"The {_ROLE_WORDS[line.role]} control account is not set in the posting "
                 f"settings ({setting}); order {reference} needs it.",
                 fix_url_posting_settings(),
             )
-        _, problem = ctx.gl_check(line.gl_account)
+            continue
+        account, problem = ctx.gl_check(line.gl_account)
+        if problem is None and account is not None:
+            problem = account_role_problem(role=line.role, account=account)
         if problem:
-            return blocked(
+            add(
                 BlockedReason.MISSING_CONTROL_ACCOUNT,
                 f"The {_ROLE_WORDS[line.role]} control account of the posting settings "
                 f"({setting}) cannot be used: {problem}",
                 fix_url_posting_settings(),
             )
+    items_by_id = {item.atlas_id: item for item in bookable}
     for line in lines:
         if line.role in CONTROL_ROLES:
             continue
         if not line.gl_account:
-            return blocked(
-                BlockedReason.MISSING_GL_ACCOUNT,
-                f"Item {line.item_atlas_id} of order {reference} has no GL account, and "
-                f"neither has its counterparty {counterparty.name} (ATLAS "
-                f"{counterparty.atlas_id}); set glAccount on the item or the counterparty in "
-                "ATLAS (or request a master-data correction), then sync.",
-                fix_url_counterparty(counterparty),
+            problem = _missing_item_account_problem(
+                line=line,
+                item=items_by_id.get(line.item_atlas_id),
+                counterparty=counterparty,
+                reference=reference,
+                ctx=ctx,
             )
+            add(problem.reason, problem.message, problem.fix_url)
+            continue
         problem = _gl_problem(
             number=line.gl_account,
             line=line,
@@ -818,7 +1067,7 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
             item_id=line.item_atlas_id,
         )
         if problem:
-            return blocked(problem.reason, f"Order {reference}: {problem.message}", problem.fix_url)
+            add(problem.reason, f"Order {reference}: {problem.message}", problem.fix_url)
     return _plan_period(plan=plan, ctx=ctx, reference=reference)
 
 
@@ -826,34 +1075,40 @@ def _plan_period(*, plan: JournalPlan, ctx: BuildContext, reference: str) -> Jou
     assert plan.facts is not None
     on = plan.facts.registration_date
     if ctx.ledger is None:
-        plan.problem = JournalProblem(
-            BlockedReason.NO_OPEN_PERIOD,
-            f"AR Ledger {settings.GOTRANSVERSE_LEDGER_ID} (GOTRANSVERSE_LEDGER_ID) is not in the "
-            "mirror, so no accounting period is known; sync the Gotransverse reference data "
-            "(sync_gotransverse).",
-            fix_url_periods(ledger=None),
+        plan.problems.append(
+            JournalProblem(
+                BlockedReason.NO_OPEN_PERIOD,
+                f"AR Ledger {settings.GOTRANSVERSE_LEDGER_ID} (GOTRANSVERSE_LEDGER_ID) is not in "
+                "the mirror, so no accounting period is known; sync the Gotransverse reference "
+                "data (sync_gotransverse).",
+                fix_url_periods(ledger=None),
+            )
         )
         return plan
     landing = ctx.landing(on)
     if landing.landing is None:
-        plan.problem = JournalProblem(
-            BlockedReason.NO_OPEN_PERIOD,
-            f"Order {reference}: {landing.problem}",
-            fix_url_periods(
-                ledger=ctx.ledger, period_pk=landing.period.pk if landing.period else None
-            ),
+        plan.problems.append(
+            JournalProblem(
+                BlockedReason.NO_OPEN_PERIOD,
+                f"Order {reference}: {landing.problem}",
+                fix_url_periods(
+                    ledger=ctx.ledger, period_pk=landing.period.pk if landing.period else None
+                ),
+            )
         )
         return plan
     if landing.rolled_forward:
         if ctx.posting_settings.closed_period_policy != ClosedPeriodPolicy.ROLL_FORWARD:
             assert landing.period is not None
-            plan.problem = JournalProblem(
-                BlockedReason.CLOSED_PERIOD,
-                f"Order {reference} is dated {on:%Y-%m-%d}, in the closed accounting period "
-                f"{landing.period.name}. Reopen the period in Gotransverse (then sync), or set "
-                "the closed-period policy to roll forward in the posting settings so it is "
-                f"posted into {landing.landing.name}.",
-                fix_url_periods(ledger=ctx.ledger, period_pk=landing.period.pk),
+            plan.problems.append(
+                JournalProblem(
+                    BlockedReason.CLOSED_PERIOD,
+                    f"Order {reference} is dated {on:%Y-%m-%d}, in the closed accounting "
+                    f"period {landing.period.name}. Reopen the period in Gotransverse (then "
+                    "sync), or set the closed-period policy to roll forward in the posting "
+                    f"settings so it is posted into {landing.landing.name}.",
+                    fix_url_periods(ledger=ctx.ledger, period_pk=landing.period.pk),
+                )
             )
             return plan
         plan.landed_period = landing.landing.name
@@ -1089,11 +1344,13 @@ def _apply_plan(
         return
     if plan.problem is not None:
         problem = plan.problem
+        problems = plan.problems_json()
         same = (
             order_sync.state == S.BLOCKED
             and order_sync.blocked_reason == problem.reason
             and order_sync.blocked_message == problem.message
             and order_sync.blocked_fix_url == problem.fix_url
+            and (order_sync.blocked_problems or []) == problems
         )
         if same:
             writes.outcomes[pk] = (Outcome.STILL_BLOCKED, None)
@@ -1104,10 +1361,11 @@ def _apply_plan(
             S.BLOCKED,
             actor=actor,
             user=user,
-            note=problem.message,
+            note=_blocked_note(plan),
             blocked_reason=problem.reason,
             blocked_message=problem.message,
             blocked_fix_url=problem.fix_url,
+            blocked_problems=problems,
         )
         writes.outcomes[pk] = (Outcome.BLOCKED, None)
         return
@@ -1161,6 +1419,13 @@ def _apply_plan(
     fields: dict[str, Any] = {"revision": revision} if revision != order_sync.revision else {}
     _arrive_built(writes, order_sync, actor=actor, user=user, note=note, force=True, **fields)
     writes.outcomes[pk] = (outcome, journal)
+
+
+def _blocked_note(plan: JournalPlan) -> str:
+    """The history note of a block: the first problem, and how many more there are."""
+    first = plan.problems[0].message
+    more = len(plan.problems) - 1
+    return first if not more else f"{first} (and {more} more problem{'s' if more > 1 else ''})"
 
 
 def _arrive_built(

@@ -89,6 +89,7 @@ _BLOCK_FIELDS: dict[str, Any] = {
     "blocked_reason": "",
     "blocked_message": "",
     "blocked_fix_url": "",
+    "blocked_problems": [],
 }
 # Fields an order_transition call may set along with the state.
 _SETTABLE_FIELDS: frozenset[str] = frozenset(
@@ -149,6 +150,15 @@ def order_transition_apply(
             raise ValueError(f"blocking needs a BlockedReason, got {reason!r}")
         if not fields.get("blocked_message"):
             raise ValueError("blocking needs a blocked_message a person understands")
+        if not fields.get("blocked_problems"):
+            # One problem: the list repeats it, so pages and exports read one field.
+            fields["blocked_problems"] = [
+                {
+                    "reason": str(reason),
+                    "message": fields["blocked_message"],
+                    "fix_url": fields.get("blocked_fix_url", ""),
+                }
+            ]
     changes: dict[str, Any] = {}
     if from_state == S.BLOCKED and to_state != S.BLOCKED:
         changes.update(_BLOCK_FIELDS)

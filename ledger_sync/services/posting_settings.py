@@ -1,5 +1,6 @@
-"""Changing the posting settings: control accounts checked against the mirrored chart, and a
-history of every change (who, when, before, after)."""
+"""Changing the posting settings: control and default accounts checked against the mirrored
+chart and their roles (a receivables account designated receivable, a default expense account of
+type EXPENSE, …), and a history of every change (who, when, before, after)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from ledger_sync.models import (
     PostingSettingsChange,
     SyncState,
 )
-from ledger_sync.models.reference import CONTROL_ACCOUNT_FIELDS
+from ledger_sync.models.reference import CONTROL_ACCOUNT_FIELDS, DEFAULT_ACCOUNT_FIELDS
 from ledger_sync.selectors.reference import gl_account_check
+from ledger_sync.services.account_roles import account_role_problem
 from ledger_sync.services.rechecks import orders_recheck_enqueue
 
 logger = logging.getLogger(__name__)
@@ -32,9 +34,22 @@ CONTROL_ACCOUNT_LABELS: dict[str, str] = {
     "output_vat_account": "Output VAT account",
     "input_vat_account": "Input VAT account",
     "bank_account": "Bank account",
+    "default_revenue_account": "Default revenue account",
+    "default_expense_account": "Default expense account",
 }
+# The role (services/account_roles.py) each account setting must have in the chart.
+ACCOUNT_FIELD_ROLES: dict[str, str] = {
+    "receivables_account": "receivables",
+    "payables_account": "payables",
+    "output_vat_account": "output_vat",
+    "input_vat_account": "input_vat",
+    "bank_account": "bank",
+    "default_revenue_account": "revenue",
+    "default_expense_account": "expense",
+}
+ACCOUNT_FIELDS: tuple[str, ...] = (*CONTROL_ACCOUNT_FIELDS, *DEFAULT_ACCOUNT_FIELDS)
 EDITABLE_FIELDS: tuple[str, ...] = (
-    *CONTROL_ACCOUNT_FIELDS,
+    *ACCOUNT_FIELDS,
     "journal_workflow",
     "closed_period_policy",
 )
@@ -57,8 +72,12 @@ def posting_settings_control_account_problem(*, field: str, number: str) -> str 
     label = CONTROL_ACCOUNT_LABELS[field]
     number_text = "" if number is None else str(number).strip()
     if not number_text:
+        if field in DEFAULT_ACCOUNT_FIELDS:
+            return None  # optional: an item needing it blocks its order instead
         return f"{label} is empty; enter the number of a posting account of the Gotransverse chart."
-    _, problem = gl_account_check(number_text)
+    account, problem = gl_account_check(number_text)
+    if problem is None and account is not None:
+        problem = account_role_problem(role=ACCOUNT_FIELD_ROLES[field], account=account)
     if problem is None:
         return None
     # gl_account_check speaks of "GL account N"; name the setting instead.
@@ -79,7 +98,7 @@ def posting_settings_validate(changes: dict[str, Any]) -> dict[str, Any]:
                 f"{name} is not a posting setting; use one of {', '.join(EDITABLE_FIELDS)}."
             )
             continue
-        if name in CONTROL_ACCOUNT_FIELDS:
+        if name in ACCOUNT_FIELDS:
             number = "" if value is None else str(value).strip()
             problem = posting_settings_control_account_problem(field=name, number=number)
             if problem:
@@ -146,7 +165,7 @@ def posting_settings_problems(settings_row: PostingSettings | None = None) -> di
     """
     row = settings_row or PostingSettings.load()
     problems: dict[str, str] = {}
-    for name in CONTROL_ACCOUNT_FIELDS:
+    for name in ACCOUNT_FIELDS:
         problem = posting_settings_control_account_problem(field=name, number=getattr(row, name))
         if problem:
             problems[name] = problem
@@ -158,7 +177,7 @@ def posting_settings_control_accounts(
 ) -> dict[str, GLAccount | None]:
     """The mirrored GL account behind each control account setting (None when unknown)."""
     row = settings_row or PostingSettings.load()
-    numbers = {name: getattr(row, name) for name in CONTROL_ACCOUNT_FIELDS}
+    numbers = {name: getattr(row, name) for name in ACCOUNT_FIELDS}
     accounts = {
         a.number: a
         for a in GLAccount.objects.filter(number__in=numbers.values()).exclude(

@@ -48,6 +48,8 @@ class Command(BaseCommand):
                     f"  order {problem.atlas_order_id} {problem.document_reference} "
                     f"[{problem.state}: {problem.reason}] {problem.message}"
                 )
+                for reason, message in problem.more:
+                    out.write(f"      also [{reason}] {message}")
             if limit is not None and len(report.problems) > limit:
                 out.write(f"  ... and {len(report.problems) - limit} more (--all-problems)")
         else:

@@ -152,6 +152,7 @@ def test_missing_optional_fields_are_none():
         (Order, ORDER_JSON, "totalAmount"),
         (OrderItem, ITEM_JSON, "orderId"),
         (OrderItem, ITEM_JSON, "netAmount"),
+        (OrderItem, ITEM_JSON, "vatAmount"),
         (OrderItem, ITEM_JSON, "cashflow"),
         (OrderItem, ITEM_JSON, "status"),
         (Counterparty, COUNTERPARTY_JSON, "name"),

@@ -222,7 +222,7 @@ def test_a_finance_lead_approves_and_the_code_is_written_back(
     assert (mapping.erp_code, mapping.approved_by) == ("BA-777", lead)
     assert mapping.write_back_state == WriteBackState.WRITTEN
     assert [c.body for c in atlas_sandbox.app.calls_to("/api/Counterparty/Post")] == [
-        {"data": [{"id": atlas_id, "externalId": "BA-777"}]}
+        {"data": [{**record, "externalId": "BA-777"}]}
     ]
 
 

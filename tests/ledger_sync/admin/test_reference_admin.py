@@ -131,15 +131,16 @@ def test_settings_list_opens_the_single_settings_page(client, finance_lead):
 
 def test_finance_lead_changes_a_control_account(client, finance_lead, ledger):
     sandbox_chart()
+    GLAccountFactory(number="1010", name="Bank - savings")  # ASSET, designation CASH
     PostingSettings.load()
 
-    response = client.post(SETTINGS_URL, _form_data(bank_account="6000"))
+    response = client.post(SETTINGS_URL, _form_data(bank_account="1010"))
 
     assert response.status_code == 302
-    assert PostingSettings.load().bank_account == "6000"
+    assert PostingSettings.load().bank_account == "1010"
     change = PostingSettingsChange.objects.get()
     assert change.changed_by == finance_lead
-    assert change.changes == {"bank_account": ["1000", "6000"]}
+    assert change.changes == {"bank_account": ["1000", "1010"]}
 
 
 def test_non_posting_control_account_is_refused_with_the_fix(client, finance_lead, ledger):
@@ -186,7 +187,7 @@ def test_user_without_change_permission_cannot_change_settings(client, ledger):
     client.force_login(accountant)
 
     page = client.get(SETTINGS_URL)
-    post = client.post(SETTINGS_URL, _form_data(bank_account="6000"))
+    post = client.post(SETTINGS_URL, _form_data(bank_account="1010"))
 
     assert page.status_code == 200
     assert 'name="_save"' not in page.content.decode()
@@ -210,15 +211,16 @@ def test_only_the_finance_lead_role_changes_posting_settings(client, ledger, gro
 
     roles_ensure()
     sandbox_chart()
+    GLAccountFactory(number="1010", name="Bank - savings")
     PostingSettings.load()
     user = _staff(group.lower().replace(" ", "."))
     user.groups.add(Group.objects.get(name=group))
     client.force_login(user)
 
-    response = client.post(SETTINGS_URL, _form_data(bank_account="6000"))
+    response = client.post(SETTINGS_URL, _form_data(bank_account="1010"))
 
     assert response.status_code == (302 if can_change else 403)
-    assert PostingSettings.load().bank_account == ("6000" if can_change else "1000")
+    assert PostingSettings.load().bank_account == ("1010" if can_change else "1000")
     assert client.get(SETTINGS_URL).status_code == 200  # both roles may look
 
 

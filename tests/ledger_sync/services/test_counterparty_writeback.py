@@ -60,6 +60,11 @@ def _without_external_id(sandbox, n):
     return ids[:n]
 
 
+def _whole(sandbox, atlas_id: int, **changes) -> dict:
+    """The counterparty record as the sandbox held it when mirrored, `changes` applied."""
+    return {**sandbox.app.dataset.counterparties[atlas_id], **changes}
+
+
 def test_approval_sends_exactly_one_batched_post_with_the_codes(atlas_sandbox):
     lead = finance_lead()
     ids = _without_external_id(atlas_sandbox, 3)
@@ -76,9 +81,15 @@ def test_approval_sends_exactly_one_batched_post_with_the_codes(atlas_sandbox):
 
     posts = atlas_sandbox.app.calls_to(POST)
     assert len(posts) == 1
+    # The whole record as mirrored, not only the field that changes: ATLAS's upsert may blank
+    # what a record does not mention.
     assert posts[0].body == {
-        "data": [{"id": atlas_id, "externalId": f"BA-{900000 + atlas_id}"} for atlas_id in ids]
+        "data": [
+            _whole(atlas_sandbox, atlas_id, externalId=f"BA-{900000 + atlas_id}")
+            for atlas_id in ids
+        ]
     }
+    assert all(len(record) > 5 for record in posts[0].body["data"])
     assert posts[0].status == 200
     assert result.write_back.written == 3
     for atlas_id in ids:
@@ -203,7 +214,7 @@ def test_a_conflict_corrected_in_atlas_goes_out_with_the_next_pass(atlas_sandbox
 
     assert (result.written, result.failed) == (1, 0)
     assert [c.body for c in atlas_sandbox.app.calls_to(POST)] == [
-        {"data": [{"id": atlas_id, "externalId": "BA-1"}]}
+        {"data": [_whole(atlas_sandbox, atlas_id, externalId="BA-1")]}
     ]
     mapping = CounterpartyMapping.objects.get()
     assert (mapping.write_back_state, mapping.write_back_attempts) == (WriteBackState.WRITTEN, 2)
@@ -219,7 +230,7 @@ def test_no_match_writes_the_new_code_back(atlas_sandbox, settings):
 
     assert mapping.write_back_state == WriteBackState.WRITTEN
     assert [c.body for c in atlas_sandbox.app.calls_to(POST)] == [
-        {"data": [{"id": atlas_id, "externalId": "NEW-0001"}]}
+        {"data": [_whole(atlas_sandbox, atlas_id, externalId="NEW-0001")]}
     ]
 
 
@@ -275,7 +286,7 @@ def test_an_accountant_requests_and_only_a_finance_lead_approves(atlas_sandbox):
     assert result.written == 1
     (post,) = atlas_sandbox.app.calls_to(POST)
     assert post.body == {
-        "data": [{"id": atlas_id, "glAccount": "4002", "iban": "DE89370400440532013000"}]
+        "data": [_whole(atlas_sandbox, atlas_id, glAccount="4002", iban="DE89370400440532013000")]
     }
     correction.refresh_from_db()
     assert (correction.status, correction.approved_by) == (MasterDataCorrection.Status.PUSHED, lead)

@@ -237,7 +237,8 @@ def test_mixed_order_balances_and_control_lines_equal_signed_total():
 def test_lines_are_in_item_id_order_whatever_the_input_order():
     lines = build([item(atlas_id=2), item(atlas_id=1)])
 
-    assert [line.item_atlas_id for line in lines] == [1, 1, 1, 2, 2, 2]
+    # The order's one control line first (no item), then each item's lines.
+    assert [line.item_atlas_id for line in lines] == [None, 1, 1, 2, 2]
 
 
 def test_pure_checks_accept_a_correct_journal():
@@ -288,3 +289,166 @@ def test_pure_checks_refuse_an_unknown_currency():
 
 def test_side_opposite():
     assert Side.DEBIT.opposite is Side.CREDIT and Side.CREDIT.opposite is Side.DEBIT
+
+
+# --- one control line per order: mixed orders net under one billing account ------------------
+
+
+def test_a_mixed_order_gets_one_receivable_for_its_net_and_vat_lines_per_direction():
+    sale = item(atlas_id=1, net_amount=D("1000.00"), vat_amount=D("190.00"))
+    purchase = item(
+        atlas_id=2, cashflow=1, net_amount=D("-400.00"), vat_amount=D("-76.00"), gl_account="5001"
+    )
+
+    lines = build([sale, purchase])
+
+    assert shape(lines) == [
+        ("debit", "1200", D("714.00")),  # 1,190.00 - 476.00: what the one invoice says
+        ("credit", "4001", D("1000.00")),
+        ("credit", "2200", D("190.00")),
+        ("debit", "5001", D("400.00")),
+        ("debit", "1400", D("76.00")),
+    ]
+    assert lines[0].entry_values == {"atlas_order_id": 210}
+    assert control_balance(lines) == D("714.00")
+
+
+def test_a_mixed_order_owing_net_gets_one_payable():
+    sale = item(atlas_id=1, net_amount=D("100.00"), vat_amount=D("19.00"))
+    purchase = item(
+        atlas_id=2, cashflow=1, net_amount=D("-400.00"), vat_amount=D("-76.00"), gl_account="5001"
+    )
+
+    lines = build([sale, purchase])
+
+    assert shape(lines)[-1] == ("credit", "2000", D("357.00"))
+    assert [line.role for line in lines].count(LineRole.PAYABLES) == 1
+    assert LineRole.RECEIVABLES not in [line.role for line in lines]
+    assert lines_totals(lines) == (D("476.00"), D("476.00"))
+
+
+def test_a_mixed_order_netting_to_zero_has_no_control_line():
+    sale = item(atlas_id=1, net_amount=D("100.00"), vat_amount=D("0.00"), vat_rate=None)
+    purchase = item(atlas_id=2, cashflow=1, net_amount=D("-100.00"), vat_amount=D("0.00"))
+
+    lines = build([sale, purchase], counterparty=CounterpartyFacts(atlas_id=42, gl_account=""))
+
+    assert [line.role for line in lines] == [LineRole.REVENUE, LineRole.EXPENSE]
+
+
+def test_a_receivable_order_of_several_items_has_one_receivables_line():
+    lines = build([item(atlas_id=1), item(atlas_id=2)])
+
+    assert [line.role for line in lines].count(LineRole.RECEIVABLES) == 1
+    assert lines[0].amount == D("171000.00")
+
+
+# --- which account an item's own line goes to ------------------------------------------------
+
+
+def _fits_revenue_only(number: str, role: LineRole) -> bool:
+    return (role is LineRole.REVENUE) == number.startswith("4")
+
+
+def test_a_passive_item_never_falls_back_to_the_counterpartys_revenue_account():
+    purchase = item(cashflow=1, net_amount=D("-100.00"), vat_amount=D("-19.00"), gl_account="")
+
+    lines = build_journal_lines(
+        order=ORDER,
+        items=[purchase],
+        counterparty=COUNTERPARTY,  # a customer: glAccount 4001, a revenue account
+        mapping_code="BA-100042",
+        control_accounts=CONTROL,
+        custom_field_values={},
+        zero_amount_entries=False,
+        account_fits=_fits_revenue_only,
+    )
+
+    assert lines[0].role is LineRole.EXPENSE and lines[0].gl_account == ""
+
+
+def test_the_default_expense_account_takes_a_passive_item_nothing_else_fits():
+    purchase = item(cashflow=1, net_amount=D("-100.00"), vat_amount=D("-19.00"), gl_account="")
+    control = ControlAccounts(
+        receivables="1200",
+        payables="2000",
+        output_vat="2200",
+        input_vat="1400",
+        default_revenue="4010",
+        default_expense="5010",
+    )
+
+    lines = build_journal_lines(
+        order=ORDER,
+        items=[purchase],
+        counterparty=COUNTERPARTY,
+        mapping_code="BA-100042",
+        control_accounts=control,
+        custom_field_values={},
+        zero_amount_entries=False,
+        account_fits=_fits_revenue_only,
+    )
+
+    assert shape(lines) == [
+        ("debit", "5010", D("100.00")),
+        ("debit", "1400", D("19.00")),
+        ("credit", "2000", D("119.00")),
+    ]
+
+
+def test_the_counterpartys_account_of_the_right_role_wins_over_the_default():
+    control = ControlAccounts(
+        receivables="1200",
+        payables="2000",
+        output_vat="2200",
+        input_vat="1400",
+        default_revenue="4010",
+    )
+
+    lines = build_journal_lines(
+        order=ORDER,
+        items=[item(gl_account="")],
+        counterparty=COUNTERPARTY,
+        mapping_code="BA-100042",
+        control_accounts=control,
+        custom_field_values={},
+        zero_amount_entries=False,
+        account_fits=_fits_revenue_only,
+    )
+
+    assert lines[1].gl_account == "4001"
+
+
+# --- VAT ----------------------------------------------------------------------------------------
+
+
+def test_vat_within_a_cent_of_net_times_rate_passes():
+    items = [item(net_amount=D("100.00"), vat_amount=D("19.01"), vat_rate=D("19"))]
+    order = OrderFacts(
+        atlas_id=1, currency="EUR", registration_date=date(2026, 4, 1), total_amount=D("119.01")
+    )
+
+    assert journal_lines_problems(order=order, items=items, lines=build(items, order=order)) == []
+
+
+def test_vat_more_than_a_cent_off_is_a_problem_with_both_figures():
+    items = [item(atlas_id=7, net_amount=D("100.00"), vat_amount=D("19.02"), vat_rate=D("19"))]
+    order = OrderFacts(
+        atlas_id=1, currency="EUR", registration_date=date(2026, 4, 1), total_amount=D("119.02")
+    )
+
+    (problem,) = journal_lines_problems(order=order, items=items, lines=build(items, order=order))
+
+    assert problem.reason == "vat_mismatch"
+    assert "Item 7" in problem.message
+    assert "vatAmount 19.02 EUR" in problem.message
+    assert "netAmount 100.00 EUR x vatRate 19% is 19.00 EUR" in problem.message
+
+
+def test_a_passive_items_vat_is_checked_with_its_sign():
+    items = [item(cashflow=1, net_amount=D("-200.00"), vat_amount=D("-38.00"), vat_rate=D("19"))]
+    order = OrderFacts(
+        atlas_id=1, currency="EUR", registration_date=date(2026, 4, 1), total_amount=D("-238.00")
+    )
+
+    assert journal_lines_problems(order=order, items=items, lines=build(items, order=order)) == []

@@ -111,28 +111,89 @@ def test_inactive_control_account_is_refused(chart, finance_lead, field, label):
     assert error.value.errors[field].startswith(f"{label} 1300 is INACTIVE")
 
 
+# A second account of each control role (type, designation), beside the sandbox chart's.
+ROLE_ACCOUNTS = {
+    "receivables_account": ("ASSET", "ACCOUNTS_RECEIVABLE"),
+    "payables_account": ("LIABILITY", "ACCOUNTS_PAYABLE"),
+    "output_vat_account": ("LIABILITY", "TAX"),
+    "input_vat_account": ("ASSET", "TAX"),
+    "bank_account": ("ASSET", "CASH"),
+    "default_revenue_account": ("REVENUE", "REVENUE"),
+    "default_expense_account": ("EXPENSE", "EXPENSE"),
+}
+
+
 @pytest.mark.parametrize(("field", "label"), CONTROL_FIELDS)
 def test_posting_control_account_is_saved_with_history(chart, finance_lead, field, label):
+    account_type, designation = ROLE_ACCOUNTS[field]
+    GLAccountFactory(number="7000", type=account_type, designation=designation)
     before = PostingSettings.load()
     old_value = getattr(before, field)
 
-    row = posting_settings_update(user=finance_lead, **{field: " 6000 "})
+    row = posting_settings_update(user=finance_lead, **{field: " 7000 "})
 
-    assert getattr(row, field) == "6000"
+    assert getattr(row, field) == "7000"
     assert row.updated_by == finance_lead
-    assert getattr(PostingSettings.load(), field) == "6000"
+    assert getattr(PostingSettings.load(), field) == "7000"
     change = PostingSettingsChange.objects.get()
     assert change.changed_by == finance_lead
-    assert change.changes == {field: [old_value, "6000"]}
+    assert change.changes == {field: [old_value, "7000"]}
     assert change.before[field] == old_value
-    assert change.after[field] == "6000"
+    assert change.after[field] == "7000"
+
+
+@pytest.mark.parametrize(
+    ("field", "label", "number", "needs"),
+    [
+        ("receivables_account", "Receivables account", "2000", "designated ACCOUNTS_RECEIVABLE"),
+        ("payables_account", "Payables account", "1200", "designated ACCOUNTS_PAYABLE"),
+        ("output_vat_account", "Output VAT account", "2000", "designated TAX"),
+        ("input_vat_account", "Input VAT account", "4001", "designated TAX"),
+        ("bank_account", "Bank account", "6000", "designated CASH"),
+        ("default_revenue_account", "Default revenue account", "5001", "of type REVENUE"),
+        ("default_expense_account", "Default expense account", "4001", "of type EXPENSE"),
+    ],
+)
+def test_an_account_of_the_wrong_role_is_refused(chart, finance_lead, field, label, number, needs):
+    with pytest.raises(PostingSettingsInvalid) as error:
+        posting_settings_update(user=finance_lead, **{field: number})
+
+    message = error.value.errors[field]
+    assert message.startswith(f"{label} {number} ({chart[number].name}) has type ")
+    assert f"which needs an account {needs}" in message
+    assert PostingSettingsChange.objects.count() == 0
+
+
+def test_default_accounts_are_optional_and_recorded_with_history(chart, finance_lead):
+    row = posting_settings_update(
+        user=finance_lead, default_revenue_account="4010", default_expense_account="5010"
+    )
+    assert (row.default_revenue_account, row.default_expense_account) == ("4010", "5010")
+
+    row = posting_settings_update(user=finance_lead, default_expense_account="")
+
+    assert row.default_expense_account == ""
+    assert [c.changes for c in PostingSettingsChange.objects.order_by("changed_at", "id")] == [
+        {"default_revenue_account": ["", "4010"], "default_expense_account": ["", "5010"]},
+        {"default_expense_account": ["5010", ""]},
+    ]
+
+
+def test_default_accounts_start_from_the_environment(settings):
+    settings.LEDGER_ACCOUNT_DEFAULT_REVENUE = "4010"
+    settings.LEDGER_ACCOUNT_DEFAULT_EXPENSE = "5010"
+
+    row = PostingSettings.load()
+
+    assert (row.default_revenue_account, row.default_expense_account) == ("4010", "5010")
 
 
 def test_nothing_is_saved_when_one_change_is_invalid(chart, finance_lead):
+    GLAccountFactory(number="1010", type="ASSET", designation="CASH")
     with pytest.raises(PostingSettingsInvalid) as error:
         posting_settings_update(
             user=finance_lead,
-            bank_account="6000",
+            bank_account="1010",
             payables_account="5000",
             journal_workflow="sometimes",
         )

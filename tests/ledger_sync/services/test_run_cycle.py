@@ -207,7 +207,7 @@ def test_an_approved_code_whose_write_back_failed_goes_out_with_the_next_cycle(
 
     posts = atlas_sandbox.app.calls_to("/api/Counterparty/Post")
     assert [call.body for call in posts] == [
-        {"data": [{"id": counterparty.atlas_id, "externalId": "BA-777001"}]}
+        {"data": [{**counterparty.raw, "externalId": "BA-777001"}]}
     ]
     assert atlas_sandbox.app.dataset.counterparties[counterparty.atlas_id]["externalId"] == (
         "BA-777001"
