@@ -319,9 +319,11 @@ def _drift(
 ) -> Finding | None:
     booked_total = _control(journal.lines, control)
     booked_items: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    # An item's booked gross is the opposite of its revenue/expense and VAT lines: the control
+    # line is one per order (netted, no item of its own), so it cannot be split per item.
     for line in journal.lines:
-        if line.account in control and line.item_atlas_id is not None:
-            booked_items[line.item_atlas_id] += line.signed
+        if line.account not in control and line.item_atlas_id is not None:
+            booked_items[line.item_atlas_id] -= line.signed
     changes = []
     for item_id in sorted(set(booked_items) | set(order.item_gross)):
         booked = booked_items.get(item_id)
