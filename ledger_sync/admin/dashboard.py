@@ -277,6 +277,7 @@ def _register_default_cards() -> None:
         OrderState,
         OrderSync,
         PaymentConfirmation,
+        Problem,
         WriteBackState,
         WriteBackStep,
     )
@@ -447,6 +448,20 @@ def _register_default_cards() -> None:
                     lambda: InvoiceSettlement.objects.filter(state=InvoiceSettlement.State.FAILED),
                     "invoicesettlement",
                     f"?state__exact={InvoiceSettlement.State.FAILED}",
+                ),
+            ),
+        ),
+        CountCard(
+            key="error_queue",
+            title="Error queue",
+            button="Open the error queue",
+            help="Every open problem in one list: who has it, since when, how often.",
+            lines=(
+                line(
+                    "Open problems",
+                    lambda: Problem.objects.filter(status=Problem.Status.OPEN),
+                    "problem",
+                    f"?status__exact={Problem.Status.OPEN}",
                 ),
             ),
         ),

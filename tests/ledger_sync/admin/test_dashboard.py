@@ -315,3 +315,20 @@ def test_an_apps_own_index_page_still_lists_that_app(client):
     assert response.status_code == 200
     assert "Ledger sync" in response.content.decode()
     assert 'class="section">Work</span>' in html
+
+
+def test_the_error_queue_card_counts_open_problems_and_lists_exactly_them(client):
+    from ledger_sync.models import Problem
+    from ledger_sync.services.problems import problem_report
+
+    problem_report(kind=Problem.Kind.BLOCKED_ORDER, key="order_sync:1", message="blocked")
+    problem_report(kind=Problem.Kind.RECONCILIATION, key="journal:X:missing", message="missing")
+    resolved = problem_report(kind=Problem.Kind.FAILED_TASK, key="task:1", message="failed")
+    Problem.objects.filter(pk=resolved.pk).update(status=Problem.Status.RESOLVED)
+
+    card = _card(_home(client, accountant()), "error_queue")
+
+    assert _figure(card) == 2
+    listed = client.get(_button_url(card))
+    assert listed.status_code == 200
+    assert listed.context["cl"].result_count == 2
