@@ -380,3 +380,24 @@ def test_a_payment_waits_for_its_orders_journal_and_is_posted_once_it_is(
         (BANK, False),
         (RECEIVABLES, True),
     ]
+
+
+def test_a_settlement_a_live_worker_holds_is_not_sent_by_another(payment_case, monkeypatch):
+    order = payment_case.case.receivable
+    monkeypatch.setattr("ledger_sync.services.payments.payment_settlement_enqueue", lambda pk: None)
+    payment_case.pay(payment_case.body(order, order.payments[0]))
+    confirmation = PaymentConfirmation.objects.get()
+    assert confirmation.ledger_state == S.PENDING and payment_case.bulk_creates() == []
+    now = timezone.now()
+    assert settlements._claim(confirmation.pk, now=now) is not None  # the first worker
+
+    settlements.payment_settlement_post(confirmation_id=confirmation.pk, now=now)
+
+    assert list(payment_case.ledger.app.calls) == []  # not even a lookup
+    assert not Journal.objects.filter(kind=Journal.Kind.SETTLEMENT).exists()
+    # Once its claim has run out (the worker died), the next one takes it, exactly once.
+    settlements.payment_settlement_post(confirmation_id=confirmation.pk, now=_after_lease())
+    settlements.payment_settlement_post(confirmation_id=confirmation.pk, now=_after_lease())
+    assert len(payment_case.settlement_creates()) == 1
+    confirmation.refresh_from_db()
+    assert confirmation.ledger_state == S.POSTED
