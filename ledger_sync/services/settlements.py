@@ -64,6 +64,7 @@ from ledger_sync.models import (
     SyncState,
 )
 from ledger_sync.selectors.reference import gl_account_check, period_landing
+from ledger_sync.services.account_roles import account_role_problem
 from ledger_sync.services.inbound import task_enqueue
 from ledger_sync.services.posting import (
     backoff_delay,
@@ -205,7 +206,9 @@ def payment_settlement_plan(*, confirmation: PaymentConfirmation) -> SettlementP
     plan.control_account = booked.gl_account
     plan.billing_account_num = booked.billing_account_num
     plan.bank_account = (posting.bank_account or "").strip()
-    _, bank_problem = gl_account_check(plan.bank_account)
+    bank, bank_problem = gl_account_check(plan.bank_account)
+    if bank is not None and bank_problem is None:
+        bank_problem = account_role_problem(role="bank", account=bank)
     if not plan.bank_account or bank_problem:
         plan.problem = (
             f"Bank account of the posting settings: {bank_problem} Set a bank account in the "
@@ -288,6 +291,7 @@ def _journal_store(
         "occurred_on": confirmation.payment_date,
         "event_date": confirmation.payment_date,
         "landed_period": plan.landed_period,
+        "rejected_reason": "",
     }
     with transaction.atomic():
         if existing is None:
@@ -395,25 +399,15 @@ def payment_settlement_post(
     # Ours now: read again what another worker may have stored before we claimed.
     confirmation.refresh_from_db()
     journal = _journal_of(confirmation)
-    maybe_sent = journal is not None and bool(journal.request_json)
-    plan = None if maybe_sent else payment_settlement_plan(confirmation=confirmation)
-    if plan is not None and (plan.not_ours or plan.waiting):
-        _record_waiting(confirmation, plan)
-        PaymentConfirmation.objects.filter(pk=confirmation.pk).update(ledger_next_attempt_at=None)
-        return _refreshed(confirmation)
     attempts = confirmation.ledger_attempts + 1
     PaymentConfirmation.objects.filter(pk=confirmation.pk).update(ledger_attempts=attempts)
     confirmation.ledger_attempts = attempts
-    if plan is not None and plan.problem:
-        _record_blocked(confirmation, message=plan.problem)
-        return _refreshed(confirmation)
-    if plan is not None:
-        journal = _journal_store(confirmation, plan, journal)
-    assert journal is not None
     client = client or gotransverse_client_from_settings()
     ledger_id = int(ledger_id if ledger_id is not None else settings.GOTRANSVERSE_LEDGER_ID)
-    reference = journal.source_transaction_reference
-    if maybe_sent:
+    rebuild = journal is None or not journal.request_json
+    if not rebuild:
+        assert journal is not None
+        reference = journal.source_transaction_reference
         try:
             found = client.find_transactions_by_reference(ledger_id, reference)
         except GotransverseError as error:
@@ -429,6 +423,24 @@ def payment_settlement_post(
                 confirmation, journal, bulk_result_from_transaction(found[0]), found=True
             )
             return _refreshed(confirmation)
+        # Not in the ledger. Refused last time: nothing of it is booked, so it is built again
+        # from what holds now (a fix a person made since counts). Otherwise (a failure, a
+        # crash) the stored request is sent as it was.
+        rebuild = bool(journal.rejected_reason)
+    if rebuild:
+        plan = payment_settlement_plan(confirmation=confirmation)
+        if plan.not_ours or plan.waiting:
+            _record_waiting(confirmation, plan)
+            PaymentConfirmation.objects.filter(pk=confirmation.pk).update(
+                ledger_next_attempt_at=None, ledger_attempts=attempts - 1
+            )
+            return _refreshed(confirmation)
+        if plan.problem:
+            _record_blocked(confirmation, message=plan.problem)
+            return _refreshed(confirmation)
+        journal = _journal_store(confirmation, plan, journal)
+    assert journal is not None
+    reference = journal.source_transaction_reference
     payload = journal_transaction_input(journal)
     with transaction.atomic():
         journal.request_json = wire.dumps([payload.to_json()], indent=2)
@@ -557,8 +569,10 @@ def _record_refused(
     confirmation: PaymentConfirmation, journal: Journal, *, message: str, raw: Any
 ) -> None:
     with transaction.atomic():
+        # Marks the stored request as refused (not booked): a retry builds it again.
+        journal.rejected_reason = message
         journal.response_json = wire.dumps(raw, indent=2) if raw is not None else ""
-        journal.save(update_fields=["response_json"])
+        journal.save(update_fields=["rejected_reason", "response_json"])
         _record_blocked(
             confirmation,
             message=f"{message}. Fix the cause, then retry the settlement (it is looked up in "

@@ -23,11 +23,14 @@ from ledger_sync.models import (
 )
 from ledger_sync.services import settlements
 from ledger_sync.services.atlas_mirror import atlas_mirror_run
+from ledger_sync.services.gotransverse_mirror import gotransverse_mirror_run
 from ledger_sync.services.inbound import inbound_sweep
 from ledger_sync.services.posting import journal_approve
+from ledger_sync.services.posting_settings import posting_settings_update
 from ledger_sync.services.problems import problems_refresh
+from ledger_sync.services.remote import gotransverse_client_from_settings
 from ledger_sync.services.settlements import payment_settlement_retry, payment_settlements_due
-from tests.factories.parties import accountant
+from tests.factories.parties import accountant, finance_lead
 from tests.ledger_sync.api.payment_support import atlas_client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -275,13 +278,13 @@ def test_a_ledger_outage_is_retried_with_backoff_then_posted_once(payment_case):
     assert problem.status == Problem.Status.RESOLVED
 
 
-def test_a_refused_settlement_is_blocked_with_the_reason_and_shown(
+def test_a_refused_settlement_is_blocked_with_the_reason_shown_and_rebuilt_after_the_fix(
     payment_case, admin_client: Client
 ):
     order = payment_case.case.receivable
     ledger = payment_case.ledger.app
-    bank = next(a for a in ledger.accounts if a.number == BANK)
-    bank.status = "INACTIVE"  # deactivated in Gotransverse after our last reference sync
+    # Deactivated in Gotransverse after our last reference sync: the ledger refuses it.
+    ledger.set_account_status(BANK, "INACTIVE")
 
     payment_case.pay(payment_case.body(order, order.payments[0]))
 
@@ -290,6 +293,8 @@ def test_a_refused_settlement_is_blocked_with_the_reason_and_shown(
     assert "GL account '1000' is inactive" in confirmation.ledger_error
     assert confirmation.ledger_next_attempt_at is None
     assert len(payment_case.settlement_creates()) == 1
+    reference = confirmation.settlement_journal.source_transaction_reference
+    assert ledger.transactions_with_reference(reference) == []
     # Not retried by the sweep: a person must look.
     inbound_sweep(now=_after_lease())
     assert len(payment_case.settlement_creates()) == 1
@@ -302,16 +307,34 @@ def test_a_refused_settlement_is_blocked_with_the_reason_and_shown(
     text = page.content.decode()
     assert "Blocked: a person must fix something" in text
     assert "is inactive" in text
-    assert confirmation.settlement_journal.source_transaction_reference in text
+    assert reference in text
+    listing = admin_client.get("/admin/ledger_sync/paymentconfirmation/?ledger_state=blocked")
+    assert listing.status_code == 200 and order.payments[0].external_id in listing.content.decode()
 
-    bank.status = "ACTIVE"
+    # The finance lead opens a new bank account in Gotransverse, syncs, and switches to it.
+    ledger.add_gl_account(
+        number="1010", name="Bank - settlement account", type="ASSET", designation="CASH"
+    )
+    gotransverse_mirror_run(
+        client=gotransverse_client_from_settings(), ledger_id=1, trigger="command"
+    )
+    posting_settings_update(user=finance_lead(), bank_account="1010")
     payment_settlement_retry(confirmation=confirmation)
 
     confirmation.refresh_from_db()
     assert confirmation.ledger_state == S.POSTED, confirmation.ledger_error
-    assert len(payment_case.settlement_creates()) == 2  # refused once, then posted once
-    reference = confirmation.settlement_journal.source_transaction_reference
-    assert len(ledger.transactions_with_reference(reference)) == 1
+    refused, posted = payment_case.settlement_creates()
+    assert [e["gl_account_num"] for e in refused.body[0]["entries"]] == [BANK, RECEIVABLES]
+    # Refused means nothing was booked: rebuilt from the settings as they are now.
+    assert [e["gl_account_num"] for e in posted.body[0]["entries"]] == ["1010", RECEIVABLES]
+    (stored,) = ledger.transactions_with_reference(reference)
+    assert [e.gl_account_num for e in stored.entries] == ["1010", RECEIVABLES]
+    journal = confirmation.settlement_journal
+    assert journal.status == Journal.Status.POSTED and journal.rejected_reason == ""
+    assert admin_client.get(f"/admin/ledger_sync/journal/{journal.pk}/change/").status_code == 200
+    problems_refresh()
+    problem.refresh_from_db()
+    assert problem.status == Problem.Status.RESOLVED
 
 
 def test_a_payment_in_a_closed_period_is_blocked_with_a_clear_reason(payment_case):
@@ -401,3 +424,33 @@ def test_a_settlement_a_live_worker_holds_is_not_sent_by_another(payment_case, m
     assert len(payment_case.settlement_creates()) == 1
     confirmation.refresh_from_db()
     assert confirmation.ledger_state == S.POSTED
+
+
+def test_a_worker_slowed_past_its_claim_does_not_send_what_the_next_one_sent(
+    payment_case, monkeypatch
+):
+    order = payment_case.case.receivable
+    monkeypatch.setattr("ledger_sync.services.payments.payment_settlement_enqueue", lambda pk: None)
+    payment_case.pay(payment_case.body(order, order.payments[0]))
+    confirmation = PaymentConfirmation.objects.get()
+    real_input = settlements.journal_transaction_input
+    taken_over = []
+
+    def slow_input(journal):
+        # The first worker stalls here, past its claim; the next worker takes the payment over
+        # and posts it meanwhile.
+        if not taken_over:
+            taken_over.append(True)
+            settlements.payment_settlement_post(confirmation_id=confirmation.pk, now=_after_lease())
+        return real_input(journal)
+
+    monkeypatch.setattr(settlements, "journal_transaction_input", slow_input)
+
+    settlements.payment_settlement_post(confirmation_id=confirmation.pk, now=timezone.now())
+
+    assert taken_over
+    confirmation.refresh_from_db()
+    assert confirmation.ledger_state == S.POSTED
+    assert len(payment_case.settlement_creates()) == 1
+    reference = confirmation.settlement_journal.source_transaction_reference
+    assert len(payment_case.ledger.app.transactions_with_reference(reference)) == 1
