@@ -14,6 +14,8 @@ Payments (the guide, "settlement write-backs"):
   an InvoiceSettlement row (unique per invoice) is claimed before the call, and an invoice ATLAS
   already shows as paid is never sent again;
 - the order moves to partially paid, then paid.
+Each accepted payment is also settled in the AR Ledger (services/settlements.py), apart from
+its write to ATLAS.
 Invoice reports hand the ERP's number to the write-back of the order (IssuedInvoice, source
 "erp_callback"), which looks the invoice up by externalId in ATLAS before creating it.
 """

@@ -159,10 +159,15 @@ def payment_settlement_plan(*, confirmation: PaymentConfirmation) -> SettlementP
         else None
     )
     if order_sync is None or order_sync.state == OrderState.PROCESSED_ELSEWHERE:
+        order = (
+            f"ATLAS order {confirmation.order_atlas_id}"
+            if confirmation.order_atlas_id is not None
+            else "The order"
+        )
         plan.not_ours = (
-            f"ATLAS order {confirmation.order_atlas_id} of {confirmation.invoice_reference} has "
-            "no journal of ledger_sync (processed elsewhere or never selected): its receivable "
-            "is not in the AR Ledger through us, so there is nothing to settle."
+            f"{order} of invoice {confirmation.invoice_reference} has no journal of "
+            "ledger_sync (processed elsewhere or never selected): its receivable or payable is "
+            "not in the AR Ledger through us, so there is nothing to settle."
         )
         return plan
     plan.order_sync = order_sync

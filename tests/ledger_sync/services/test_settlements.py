@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from integration import wire
 from integration.sandbox.faults import FaultConfig
 from ledger_sync.models import (
     IssuedInvoice,
@@ -24,14 +25,14 @@ from ledger_sync.models import (
 from ledger_sync.services import settlements
 from ledger_sync.services.atlas_mirror import atlas_mirror_run
 from ledger_sync.services.gotransverse_mirror import gotransverse_mirror_run
-from ledger_sync.services.inbound import inbound_sweep
+from ledger_sync.services.inbound import api_client_create, inbound_sweep
 from ledger_sync.services.posting import journal_approve
 from ledger_sync.services.posting_settings import posting_settings_update
 from ledger_sync.services.problems import problems_refresh
 from ledger_sync.services.remote import gotransverse_client_from_settings
 from ledger_sync.services.settlements import payment_settlement_retry, payment_settlements_due
 from tests.factories.parties import accountant, finance_lead
-from tests.ledger_sync.api.payment_support import atlas_client_for
+from tests.ledger_sync.api.payment_support import atlas_client_for, payable_invoice
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -454,3 +455,31 @@ def test_a_worker_slowed_past_its_claim_does_not_send_what_the_next_one_sent(
     assert len(payment_case.settlement_creates()) == 1
     reference = confirmation.settlement_journal.source_transaction_reference
     assert len(payment_case.ledger.app.transactions_with_reference(reference)) == 1
+
+
+def test_a_payment_for_an_order_processed_elsewhere_has_nothing_to_settle(atlas_sandbox, settings):
+    settings.ATLAS_MAX_RETRIES = 0
+    invoice = payable_invoice(atlas_sandbox, state=OrderState.PROCESSED_ELSEWHERE)
+    token = api_client_create(name="bank", permissions=["payments"]).token
+
+    answer = Client().post(
+        "/api/payments/",
+        data=wire.dumps(
+            {
+                "externalId": "PAY-ELSEWHERE-1",
+                "invoiceExternalId": invoice.external_id,
+                "amount": D("100.00"),
+                "currency": invoice.currency,
+                "paymentDate": "2026-11-01",
+            }
+        ).encode(),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert answer.status_code == 202, answer.json()
+    confirmation = PaymentConfirmation.objects.get()
+    assert confirmation.ledger_state == S.NOT_OURS
+    assert f"ATLAS order {invoice.order_atlas_id}" in confirmation.ledger_error
+    assert not Journal.objects.filter(kind=Journal.Kind.SETTLEMENT).exists()
+    assert payment_settlements_due(now=_after_lease(), limit=10) == []
