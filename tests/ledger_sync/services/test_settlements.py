@@ -149,6 +149,12 @@ def test_a_partial_then_a_final_payment_post_two_settlements_and_clear_the_recei
     # and the bank received exactly the invoice's amount.
     assert payment_case.ledger_balance(billing_account=billing, gl_account=RECEIVABLES) == 0
     assert payment_case.ledger_balance(billing_account=billing, gl_account=BANK) == D("11900.00")
+    # The payer can read it on the payment's status URL.
+    status = Client().get(
+        f"/api/payments/{final.external_id}/",
+        headers={"Authorization": f"Bearer {payment_case.token}"},
+    )
+    assert status.json()["ledgerStatus"] == "posted"
     # The settlement did not wait for ATLAS, nor ATLAS for it: both are done.
     assert set(PaymentConfirmation.objects.values_list("state", flat=True)) == {"written_to_atlas"}
     assert OrderSync.objects.get(order__atlas_id=order.order_id).state == OrderState.PAID
