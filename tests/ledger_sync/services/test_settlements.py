@@ -8,6 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -31,6 +32,7 @@ from ledger_sync.services.posting_settings import posting_settings_update
 from ledger_sync.services.problems import problems_refresh
 from ledger_sync.services.remote import gotransverse_client_from_settings
 from ledger_sync.services.settlements import payment_settlement_retry, payment_settlements_due
+from tests.concurrency import race
 from tests.factories.parties import accountant, finance_lead
 from tests.ledger_sync.api.payment_support import atlas_client_for, payable_invoice
 
@@ -489,3 +491,26 @@ def test_a_payment_for_an_order_processed_elsewhere_has_nothing_to_settle(atlas_
     assert f"ATLAS order {invoice.order_atlas_id}" in confirmation.ledger_error
     assert not Journal.objects.filter(kind=Journal.Kind.SETTLEMENT).exists()
     assert payment_settlements_due(now=_after_lease(), limit=10) == []
+
+
+def test_workers_racing_for_one_settlement_post_it_once(payment_case, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("threads share the in-memory SQLite database's table locks; PostgreSQL only")
+    order = payment_case.case.receivable
+    monkeypatch.setattr("ledger_sync.services.payments.payment_settlement_enqueue", lambda pk: None)
+    payment_case.pay(payment_case.body(order, order.payments[0]))
+    confirmation = PaymentConfirmation.objects.get()
+
+    states = race(
+        4,
+        lambda _i: (
+            settlements.payment_settlement_post(confirmation_id=confirmation.pk).ledger_state
+        ),
+    )
+
+    assert S.POSTED in states
+    assert len(payment_case.settlement_creates()) == 1
+    confirmation.refresh_from_db()
+    assert confirmation.ledger_state == S.POSTED
+    reference = confirmation.settlement_journal.source_transaction_reference
+    assert len(payment_case.ledger.app.transactions_with_reference(reference)) == 1
