@@ -273,6 +273,7 @@ def _register_default_cards() -> None:
         InvoiceReport,
         InvoiceSettlement,
         Journal,
+        LedgerSettlementState,
         MasterDataCorrection,
         OrderState,
         OrderSync,
@@ -430,6 +431,22 @@ def _register_default_cards() -> None:
                     lambda: PaymentConfirmation.objects.filter(state=CallbackState.REJECTED),
                     "paymentconfirmation",
                     f"?state__exact={CallbackState.REJECTED}",
+                ),
+                line(
+                    "Payment settlements failing in the AR Ledger",
+                    lambda: PaymentConfirmation.objects.filter(
+                        ledger_state=LedgerSettlementState.FAILED
+                    ),
+                    "paymentconfirmation",
+                    f"?ledger_state__exact={LedgerSettlementState.FAILED}",
+                ),
+                line(
+                    "Payment settlements blocked",
+                    lambda: PaymentConfirmation.objects.filter(
+                        ledger_state=LedgerSettlementState.BLOCKED
+                    ),
+                    "paymentconfirmation",
+                    f"?ledger_state__exact={LedgerSettlementState.BLOCKED}",
                 ),
                 line(
                     "Invoices failing",

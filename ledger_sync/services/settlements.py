@@ -80,8 +80,8 @@ SETTLEMENT_TASK = "ledger_sync.tasks.payment_settlement_post_task"
 INVOICE_NUMBER_KEY = "invoice_number"
 PAYMENT_KEY = "payment_external_id"
 ORDER_KEY = "atlas_order_id"
-# Failures worth trying again: the ledger may answer next time (spec: 401 authentication, 429
-# too many requests, 503 unavailable; any 5xx; no HTTP answer at all).
+# Failures worth trying again, the ledger may answer next time: 401 (a key being rotated),
+# 408 and 429 (too busy), any 5xx, and no HTTP answer at all.
 TRANSIENT_STATUSES = frozenset({401, 408, 429})
 # Where a payment may be posted from, and where the sweep looks.
 _SENDABLE = (LedgerSettlementState.PENDING, LedgerSettlementState.FAILED)

@@ -317,6 +317,9 @@ def test_a_refused_settlement_is_blocked_with_the_reason_shown_and_rebuilt_after
     assert "Blocked: a person must fix something" in text
     assert "is inactive" in text
     assert reference in text
+    home = admin_client.get("/admin/").content.decode()
+    assert "Payment settlements blocked" in home
+    assert "?ledger_state__exact=blocked" in home
     listing = admin_client.get("/admin/ledger_sync/paymentconfirmation/?ledger_state=blocked")
     assert listing.status_code == 200 and order.payments[0].external_id in listing.content.decode()
 
