@@ -325,7 +325,8 @@ def _journal_store(
             )
             for position, (side, account) in enumerate(plan.lines, start=1)
         )
-    return journal
+    # Read back, so that no line cached on `existing` (prefetched) is ever sent.
+    return Journal.objects.prefetch_related("lines").get(pk=journal.pk)
 
 
 def _journal_of(confirmation: PaymentConfirmation) -> Journal | None:
