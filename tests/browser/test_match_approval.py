@@ -4,35 +4,14 @@ offers Undo, the counterparty is mapped and its ERP code reaches ATLAS as extern
 
 from __future__ import annotations
 
-from integration import wire
 from ledger_sync.models import CounterpartyMapping, MatchProposal
+from tests.browser.records import sandbox_counterparty_without_code
 from tests.browser.support import By
-from tests.factories.atlas import CounterpartyFactory
 from tests.factories.parties import ErpPartyFactory, MatchProposalFactory, finance_lead
 
 
-def _sandbox_counterparty_without_code(atlas_sandbox):
-    """An ATLAS counterparty with no externalId yet, as the mirror holds it."""
-    atlas_id, record = next(
-        (cid, cp)
-        for cid, cp in sorted(atlas_sandbox.app.dataset.counterparties.items())
-        if not cp["externalId"]
-    )
-    return CounterpartyFactory(
-        atlas_id=atlas_id,
-        name=record["name"],
-        legal_name=record["legalName"] or "",
-        external_id=None,
-        vat=record["vat"] or "",
-        gl_account=record["glAccount"] or "",
-        iban=record["iban"] or "",
-        swift_bic=record["swiftBic"] or "",
-        raw_json=wire.dumps(record),
-    )
-
-
 def test_a_finance_lead_approves_a_match_from_the_dashboard(browser, live_server, atlas_sandbox):
-    counterparty = _sandbox_counterparty_without_code(atlas_sandbox)
+    counterparty = sandbox_counterparty_without_code(atlas_sandbox)
     party = ErpPartyFactory(code="BA-700042", legal_name=counterparty.legal_name or "Party")
     proposal = MatchProposalFactory(counterparty=counterparty, erp_party=party, score=95)
     browser.log_in(live_server, finance_lead())
