@@ -11,6 +11,7 @@ import pytest
 from django.contrib import admin
 from django_q.models import Failure, Schedule, Success
 
+from ledger_sync.admin.charts import posted_per_period_chart
 from ledger_sync.admin.dashboard import (
     DASHBOARD_CARDS,
     CardLine,
@@ -19,7 +20,7 @@ from ledger_sync.admin.dashboard import (
 )
 from ledger_sync.admin_site import NAV_GROUPS, OTHER_GROUP, group_models
 from ledger_sync.models import BlockedReason, Journal, OrderItem, OrderState, SyncState
-from ledger_sync.selectors.dashboard import cashflow_per_month, posted_per_period
+from ledger_sync.selectors.dashboard import PeriodAmount, cashflow_per_month, posted_per_period
 from tests.factories.atlas import CounterpartyFactory, OrderItemFactory
 from tests.factories.journals import JournalFactory, OrderSyncFactory
 from tests.factories.parties import MatchProposalFactory, accountant, finance_lead
@@ -400,3 +401,13 @@ def test_before_any_reconciliation_the_card_says_so(client):
 
     assert "No reconciliation has run yet" in _card_text(card)
     assert _button_url(card) == "/admin/ledger_sync/reconciliationrun/"
+
+
+def test_the_charts_axis_shows_amounts_with_thousands_separators():
+    chart = posted_per_period_chart(
+        [PeriodAmount(period="2026-03", currency="EUR", amount=Decimal("1400000.00"))]
+    )
+
+    # The y axis (the bars' own labels carry the exact amount with its currency anyway).
+    assert re.search(r">\s*1,400,000\s*<", chart["svg"])
+    assert not re.search(r">\s*1400000\s*<", chart["svg"])
