@@ -44,8 +44,19 @@ def _aware(text: str):
     return parse_datetime(text).replace(tzinfo=UTC)
 
 
-def posted_order(sandbox, atlas_order_id: int, *, transaction_id: str = "1234") -> OrderSync:
-    """A local order mirrored from the sandbox, its journal posted (ledger id given)."""
+# A payable: expense and input VAT debited, the supplier's payable credited.
+PAYABLE_LINES = [
+    ("debit", "5001", Decimal("71848.74")),
+    ("debit", "1400", Decimal("13651.26")),
+    ("credit", "2000", Decimal("85500.00")),
+]
+
+
+def posted_order(
+    sandbox, atlas_order_id: int, *, transaction_id: str = "1234", lines=None
+) -> OrderSync:
+    """A local order mirrored from the sandbox, its journal posted (ledger id given); a
+    receivable unless `lines` say otherwise."""
     raw = sandbox.app.dataset.orders[atlas_order_id]
     counterparty_raw = sandbox.app.dataset.counterparties[raw["counterpartyId"]]
     from ledger_sync.models import Counterparty
@@ -63,7 +74,9 @@ def posted_order(sandbox, atlas_order_id: int, *, transaction_id: str = "1234") 
         due_date=_aware(raw["dueDate"]),
         total_amount=raw["totalAmount"],
     )
-    journal = built_journal(order=order, state=OrderState.POSTED, occurred_on=date(2026, 4, 3))
+    journal = built_journal(
+        order=order, state=OrderState.POSTED, occurred_on=date(2026, 4, 3), lines=lines
+    )
     Journal.objects.filter(pk=journal.pk).update(
         status=Journal.Status.POSTED, ledger_transaction_id=transaction_id
     )
@@ -200,7 +213,12 @@ def test_a_second_pass_writes_nothing(atlas):
 
 
 def test_invoice_numbers_are_gap_free_per_series_and_year(atlas):
-    syncs = [posted_order(atlas, order_id) for order_id in APPROVED_WITHOUT_INVOICE]
+    # A payable of a self-billing counterparty gets an SB number; the receivables INV numbers.
+    payable = APPROVED_WITHOUT_INVOICE[1]
+    syncs = [
+        posted_order(atlas, order_id, lines=PAYABLE_LINES if order_id == payable else None)
+        for order_id in APPROVED_WITHOUT_INVOICE
+    ]
     counterparty = syncs[1].order.counterparty
     counterparty.self_billing = True
     counterparty.save()
@@ -208,8 +226,8 @@ def test_invoice_numbers_are_gap_free_per_series_and_year(atlas):
     write_backs_run(client=_client())
 
     numbers = {s.order.atlas_id: IssuedInvoice.objects.get(order_sync=s).number for s in syncs}
-    self_billed = [s.order.atlas_id for s in syncs if s.order.counterparty.self_billing]
-    standard = [s.order.atlas_id for s in syncs if not s.order.counterparty.self_billing]
+    self_billed = [payable]
+    standard = [o for o in APPROVED_WITHOUT_INVOICE if o != payable]
     assert sorted(numbers[o] for o in self_billed) == [
         f"SB-2026-{n:04d}" for n in range(1, len(self_billed) + 1)
     ]
