@@ -102,6 +102,30 @@ def _invoice_posts(atlas, order_id: int) -> list[dict]:
     ]
 
 
+def _erp_token() -> str:
+    return api_client_create(name="erp", permissions=["invoices"]).token
+
+
+def _report_invoice(token: str, order_id: int, *, external_id: str, number: str, amount: str):
+    """POST /api/invoices/ as the ERP does."""
+    return Client().post(
+        "/api/invoices/",
+        data=wire.dumps(
+            {
+                "externalId": external_id,
+                "order": order_id,
+                "invoiceNumber": number,
+                "amount": D(amount),
+                "currency": "EUR",
+                "invoiceDate": "2026-06-05",
+                "dueDate": "2026-06-19",
+            }
+        ).encode(),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
 def _state(order_id: int) -> str:
     return OrderSync.objects.get(order__atlas_id=order_id).state
 
@@ -182,22 +206,9 @@ def test_a_suppliers_payable_waits_for_the_erps_invoice_then_writes_exactly_that
     assert _invoice_posts(atlas, order_id) == []
 
     # The supplier's invoice arrives from the ERP.
-    token = api_client_create(name="erp", permissions=["invoices"]).token
-    response = Client().post(
-        "/api/invoices/",
-        data=wire.dumps(
-            {
-                "externalId": "NG-AP-2026-0611",
-                "order": order_id,
-                "invoiceNumber": "NG-2026-0611",
-                "amount": D("23800.00"),
-                "currency": "EUR",
-                "invoiceDate": "2026-06-05",
-                "dueDate": "2026-06-19",
-            }
-        ).encode(),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {token}"},
+    token = _erp_token()
+    response = _report_invoice(
+        token, order_id, external_id="NG-AP-2026-0611", number="NG-2026-0611", amount="23800.00"
     )
 
     assert response.status_code == 202, response.json()
@@ -311,6 +322,32 @@ def test_a_correction_reversed_and_reposted_nets_to_the_corrected_figures(atlas,
         "4001": D("15000.00"),
         OUTPUT_VAT: D("2850.00"),
     }
+
+
+@pytest.mark.parametrize(
+    ("case", "amount", "code"),
+    [
+        ("receivable", "17850.00", "invoiced_by_us"),
+        ("self_billing_payable", "9520.00", "invoiced_by_us"),
+        ("mixed_zero", "0.01", "no_document"),
+    ],
+)
+def test_the_erp_cannot_report_an_invoice_for_an_order_we_invoice_or_that_nets_to_zero(
+    atlas, cases, case, amount, code
+):
+    order_id = cases[case]
+    _cycle()
+    atlas.app.reset_calls()
+
+    response = _report_invoice(
+        _erp_token(), order_id, external_id="ERP-X-1", number="ERP-X-1", amount=amount
+    )
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == (code, "order")
+    assert f"Order {order_id} " in error["message"]
+    assert atlas.app.calls_to("/api/Invoice/Post") == []
 
 
 def test_the_order_page_names_the_document(atlas, cases, admin_client):
