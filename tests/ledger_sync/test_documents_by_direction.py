@@ -20,6 +20,7 @@ from django.urls import reverse
 from integration import wire
 from integration.sandbox.atlas_seed import STATUS_DRAFT
 from ledger_sync.models import (
+    BlockedReason,
     IssuedInvoice,
     Journal,
     OrderState,
@@ -253,6 +254,24 @@ def test_a_customers_passive_item_books_the_default_expense_and_nets_to_one_rece
     ((invoice,),) = [_invoice_posts(atlas, order_id)]
     assert invoice == _our_invoice(order_id, invoice["invoiceNumber"], "11900.00")
     assert invoice["invoiceNumber"].startswith("INV-2026-")
+
+
+def test_without_a_default_expense_account_that_order_is_blocked_and_nothing_is_posted(
+    atlas, cases, gotransverse_sandbox, settings
+):
+    settings.LEDGER_ACCOUNT_DEFAULT_EXPENSE = ""
+    order_id = cases["passive_item_revenue_gl"]
+
+    _cycle()
+
+    order_sync = OrderSync.objects.get(order__atlas_id=order_id)
+    assert (order_sync.state, order_sync.blocked_reason) == (
+        OrderState.BLOCKED,
+        BlockedReason.WRONG_ACCOUNT_ROLE,
+    )
+    assert "LEDGER_ACCOUNT_DEFAULT_EXPENSE" in order_sync.blocked_message
+    assert gotransverse_sandbox.app.transactions_with_reference(_reference(order_id)) == []
+    assert _invoice_posts(atlas, order_id) == []
 
 
 def test_a_mixed_order_netting_to_a_payable_books_one_payable_and_waits_for_the_erp(atlas, cases):
