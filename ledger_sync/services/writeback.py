@@ -623,6 +623,10 @@ def _documents_route(
         open_item = open_items.get(step.order_sync_id)
         if step.order_sync_id in already or open_item is None:
             write_now.append(step)
+            continue
+        disagreement = _open_item_disagreement(step.order_sync, open_item)
+        if disagreement:
+            _steps_failed([step], error=disagreement, records=[], report=report)
         elif open_item.document is OrderDocument.AWAIT_ERP:
             waiting.append((step, open_item))
         elif open_item.document is OrderDocument.NONE:
@@ -632,6 +636,27 @@ def _documents_route(
     if waiting or nothing:
         _documents_hold(waiting, nothing, report=report)
     return write_now, documents
+
+
+def _open_item_disagreement(order_sync: OrderSync, open_item: OpenItem) -> str:
+    """Why no document may be decided for the order yet ("" when one may): the document is for
+    the order's totalAmount, and must be the open item the journal left in the ledger. They
+    differ when the order changed in ATLAS after posting — or when the journal's control line
+    is on an account that is no longer, or not yet, a receivables/payables account, in which
+    case the order would wrongly look as if it netted to zero."""
+    order = order_sync.order
+    expected = abs(order.total_amount)
+    if open_item.amount == expected:
+        return ""
+    found = f"{open_item.amount:,.2f} {order.currency}"
+    return (
+        f"Order {order.atlas_id}'s totalAmount is {expected:,.2f} {order.currency} but its "
+        f"journal {open_item.journal_reference} leaves {found} open on the receivables and "
+        "payables accounts, so no invoice is issued. If the order changed in ATLAS after "
+        "posting, reverse the journal (it is re-posted with the new figures); otherwise check "
+        "that the posting settings' receivables and payables accounts are those the journal "
+        "was posted to (or are designated receivable/payable in the chart), then retry."
+    )
 
 
 def _documents_hold(
