@@ -31,14 +31,21 @@ def order_document_text(order_sync: OrderSync) -> str:
     supplier's invoice from the ERP …", "No document: …", or what it will be once posted."""
     currency = order_sync.order.currency
     issued = IssuedInvoice.objects.filter(order_sync=order_sync).first()
+    open_item = order_open_items([order_sync]).get(order_sync.pk)
     if issued is not None:
         figure = _amount(issued.amount, issued.currency)
         if issued.source == IssuedInvoice.Source.ERP_CALLBACK:
-            return f"Invoice {issued.number} from the ERP ({figure})"
-        if issued.series == InvoiceNumberSequence.Series.SELF_BILLING:
-            return f"Self-billing invoice {issued.number} ({figure})"
-        return f"Our invoice {issued.number} ({figure})"
-    open_item = order_open_items([order_sync]).get(order_sync.pk)
+            text = f"Invoice {issued.number} from the ERP ({figure})"
+        elif issued.series == InvoiceNumberSequence.Series.SELF_BILLING:
+            text = f"Self-billing invoice {issued.number} ({figure})"
+        else:
+            text = f"Our invoice {issued.number} ({figure})"
+        if open_item is not None and open_item.amount != issued.amount:
+            text += (
+                f"; differs from the open item of {open_item.journal_reference}, "
+                f"{_amount(open_item.amount, currency)}: correct the invoice in ATLAS"
+            )
+        return text
     if open_item is None:
         return "Decided when the journal is posted (by the direction of its open item)"
     figure = _amount(open_item.amount, currency)

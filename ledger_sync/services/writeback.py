@@ -233,13 +233,24 @@ def _invoiced_earlier_revisions_close(order_sync_ids: list[int]) -> None:
     )
     if not orders:
         return
+    open_items = order_open_items(orders)
+    issued = {i.order_sync_id: i for i in IssuedInvoice.objects.filter(order_sync__in=orders)}
+    moved = []
+    for order_sync in orders:
+        note = "invoice already issued in ATLAS for an earlier revision"
+        invoice, open_item = issued.get(order_sync.pk), open_items.get(order_sync.pk)
+        if invoice is not None and open_item is not None and invoice.amount != open_item.amount:
+            # No credit note or corrected invoice is issued automatically: a person must.
+            note += (
+                f"; {invoice.number} states {invoice.amount:,.2f} {invoice.currency} but "
+                f"{open_item.journal_reference} leaves {open_item.amount:,.2f} "
+                f"{order_sync.order.currency} open: correct the invoice in ATLAS (a credit note "
+                "or a corrected invoice)"
+            )
+        moved.append(_Moved(order_sync, note))
     transitions = _Transitions()
     with transaction.atomic():
-        transitions.add_many(
-            [_Moved(o, "invoice already issued in ATLAS for an earlier revision") for o in orders],
-            OrderState.INVOICED,
-            note=lambda m: m.note,
-        )
+        transitions.add_many(moved, OrderState.INVOICED, note=lambda m: m.note)
         transitions.save()
 
 

@@ -29,6 +29,7 @@ from ledger_sync.models import (
     WriteBackStep,
 )
 from ledger_sync.models.inbound import CallbackState
+from ledger_sync.selectors.documents import order_document_text
 from ledger_sync.services.cycle import cycle_run
 from ledger_sync.services.inbound import api_client_create
 from ledger_sync.services.posting import journal_reverse
@@ -341,6 +342,15 @@ def test_a_correction_reversed_and_reposted_nets_to_the_corrected_figures(atlas,
         "4001": D("15000.00"),
         OUTPUT_VAT: D("2850.00"),
     }
+    # The invoice issued with R1 is not re-issued; the history and the order page say that it
+    # no longer states the open item.
+    order_sync = OrderSync.objects.get(order__atlas_id=order_id)
+    assert order_sync.state == OrderState.INVOICED
+    invoice = IssuedInvoice.objects.get(order_sync=order_sync)
+    last = OrderTransition.objects.filter(order_sync=order_sync).latest("at", "id")
+    assert f"{invoice.number} states 17,850.00 EUR" in last.note
+    assert f"{_reference(order_id, 2)} leaves 16,660.00 EUR open" in last.note
+    assert "differs from the open item" in order_document_text(order_sync)
 
 
 @pytest.mark.parametrize(
