@@ -26,6 +26,8 @@ from ledger_sync.models import (
     OrderState,
     OrderSync,
     OrderTransition,
+    ReconciliationDifference,
+    ReconciliationRun,
     WriteBackStep,
 )
 from ledger_sync.models.inbound import CallbackState
@@ -33,6 +35,7 @@ from ledger_sync.selectors.documents import order_document_text
 from ledger_sync.services.cycle import cycle_run
 from ledger_sync.services.inbound import api_client_create
 from ledger_sync.services.posting import journal_reverse
+from ledger_sync.services.reconciliation import reconciliation_run
 from ledger_sync.services.remote import gotransverse_client_from_settings
 from ledger_sync.services.writeback import WAITING_FOR_ERP_INVOICE
 from tests.factories.parties import accountant
@@ -351,6 +354,25 @@ def test_a_correction_reversed_and_reposted_nets_to_the_corrected_figures(atlas,
     assert f"{invoice.number} states 17,850.00 EUR" in last.note
     assert f"{_reference(order_id, 2)} leaves 16,660.00 EUR open" in last.note
     assert "differs from the open item" in order_document_text(order_sync)
+
+
+def test_every_case_reconciles_clean_also_while_payables_wait_for_the_erps_invoice(atlas, cases):
+    _cycle()
+
+    waiting = reconciliation_run(trigger="test")
+
+    assert waiting.status == ReconciliationRun.Status.DONE, waiting.error
+    assert list(ReconciliationDifference.objects.filter(run=waiting)) == []
+    assert waiting.counterparties_checked == 3
+
+    response = _report_invoice(
+        _erp_token(), cases["payable"], external_id="NG-1", number="NG-1", amount="23800.00"
+    )
+    assert response.status_code == 202, response.json()
+
+    invoiced = reconciliation_run(trigger="test")
+
+    assert list(ReconciliationDifference.objects.filter(run=invoiced)) == []
 
 
 @pytest.mark.parametrize(
