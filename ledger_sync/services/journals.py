@@ -490,6 +490,24 @@ def _money(amount: Decimal, currency: str) -> str:
     return f"{amount:,.2f} {currency}".strip()
 
 
+# Order-history notes and messages are read by accountants: ATLAS's item statuses by their names
+# (0 Calculated, 1 Edited, 2 In order), never their numbers or the wire's field names.
+ALL_IN_ORDER = "every item In order"
+
+
+def _items_counted(count: int) -> str:
+    return f"{count:,} item" if count == 1 else f"{count:,} items"
+
+
+def _waiting_note(item_ids: Sequence[int]) -> str:
+    listed = ", ".join(str(item_id) for item_id in item_ids)
+    return f"waiting for ATLAS items {listed}: still Calculated or Edited, not yet In order"
+
+
+def _selected_note(order: Order) -> str:
+    return f"selected (ATLAS status “{order.status}”, no ERP document code yet)"
+
+
 def _has_cents_only(amount: Decimal) -> bool:
     return amount.is_finite() and amount == amount.quantize(CENT)
 
@@ -545,7 +563,7 @@ def journal_lines_problems(
             JournalProblem(
                 BlockedReason.TOTALS_DISAGREE,
                 f"Order {reference} has totalAmount {_money(order.total_amount, currency)}, but "
-                f"its {len(items)} item(s) in status 2 add up to "
+                f"its {_items_counted(len(items))} In order add up to "
                 f"{_money(items_gross, currency)} (net + VAT, signed); the difference is "
                 f"{_money(order.total_amount - items_gross, currency)}. Correct the order or "
                 "its items in ATLAS; the next sync and rebuild pick it up.",
@@ -942,7 +960,7 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
     if not bookable:
         add(
             BlockedReason.NO_BOOKABLE_ITEMS,
-            f"Order {reference} has no item in status 2 (In Order); there is nothing to book. "
+            f"Order {reference} has no item In order; there is nothing to book. "
             "Put its items in the order in ATLAS, or move the order out of the trigger status.",
             fix_url_order(order),
         )
@@ -1337,7 +1355,7 @@ def _apply_plan(
             S.WAITING,
             actor=actor,
             user=user,
-            note=f"waiting for items {plan.waiting_on} (status 0/1 in ATLAS)",
+            note=_waiting_note(plan.waiting_on),
             waiting_on_items=plan.waiting_on,
         )
         writes.outcomes[pk] = (Outcome.WAITING, None)
@@ -1863,8 +1881,7 @@ def _select_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) ->
                 OrderSync(order=order, state=state, waiting_on_items=waiting, updated_at=now)
             )
             new_notes.append(
-                f"selected (status {order.status!r}, erpCode null); "
-                + (f"waiting for items {waiting}" if waiting else "every item in status 2")
+                _selected_note(order) + "; " + (_waiting_note(waiting) if waiting else ALL_IN_ORDER)
             )
             result.created += 1
             if waiting:
@@ -1894,7 +1911,7 @@ def _select_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) ->
                         order_sync=sync,
                         to_state=S.WAITING,
                         actor=actor,
-                        note=f"waiting for items {waiting} (status 0/1 in ATLAS)",
+                        note=_waiting_note(waiting),
                         at=now,
                         waiting_on_items=waiting,
                     )
@@ -1908,8 +1925,7 @@ def _select_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) ->
                     order_sync=sync,
                     to_state=S.READY,
                     actor=actor,
-                    note=f"selected (status {order.status!r}, erpCode null); every item in "
-                    "status 2",
+                    note=f"{_selected_note(order)}; {ALL_IN_ORDER}",
                     at=now,
                 )
             )
@@ -1962,7 +1978,7 @@ def _processed_elsewhere_create(*, pks: Sequence[int], actor: str, result: Selec
             from_state=S.MIRRORED,
             to_state=S.PROCESSED_ELSEWHERE,
             actor=actor,
-            note=f"arrived with erpCode {erp_code!r} set by another system; never posted",
+            note=f"arrived with ERP document code {erp_code} set by another system; never posted",
             at=now,
         )
         for sync, (_, erp_code) in zip(syncs, rows, strict=True)
@@ -1999,8 +2015,8 @@ def _release_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) -
                     order_sync=sync,
                     to_state=S.PROCESSED_ELSEWHERE,
                     actor=actor,
-                    note=f"erpCode {erp_code!r} set by another system before we sent anything; "
-                    "never posted",
+                    note=f"ERP document code {erp_code} set by another system before we sent "
+                    "anything; never posted",
                     at=now,
                 )
             )
@@ -2009,7 +2025,7 @@ def _release_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) -
             why = (
                 "no longer in ATLAS"
                 if order.sync_state == SyncState.MISSING
-                else f"status changed to {order.status!r}, not a trigger status"
+                else f"status changed to “{order.status}”, not a trigger status"
             )
             transitions.append(
                 order_transition_apply(
