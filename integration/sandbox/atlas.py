@@ -714,18 +714,21 @@ def create_atlas_sandbox(
     seed: int = 2026,
     orders: int = 120,
     items_per_order: int = 5,
+    document_cases: bool = False,
     payment_case: bool = False,
     **options: Any,
 ) -> AtlasSandbox:
-    """An ATLAS sandbox seeded with `build_atlas_dataset(seed, orders, items_per_order)`, and
-    with `payment_case` the orders of integration/sandbox/payment_case.py (the case is kept as
-    the sandbox's `payment_case`).
+    """An ATLAS sandbox seeded with `build_atlas_dataset(seed, orders, items_per_order,
+    document_cases)`, and with `payment_case` the orders of integration/sandbox/payment_case.py
+    (the case is kept as the sandbox's `payment_case`).
 
     Options are AtlasSandbox's keyword arguments: username, password, token_lifetime_seconds,
     rate_limit_per_minute (None disables), clock, faults, webhook_url, webhook_secret, sleep,
     record_calls, max_recorded_calls.
     """
-    dataset = build_atlas_dataset(seed=seed, orders=orders, items_per_order=items_per_order)
+    dataset = build_atlas_dataset(
+        seed=seed, orders=orders, items_per_order=items_per_order, document_cases=document_cases
+    )
     case = add_payment_case(dataset) if payment_case else None
     sandbox = AtlasSandbox(dataset, **options)
     sandbox.payment_case = case

@@ -36,9 +36,12 @@ from ledger_sync.models import (
     Journal,
     OrderState,
     OrderSync,
+    OrderTransition,
     SyncState,
     WriteBackStep,
 )
+from ledger_sync.services.documents import OpenItem, OrderDocument, order_open_items
+from ledger_sync.services.order_states import order_transitions_record
 from ledger_sync.services.posting import OrderProblem, _Transitions, backoff_delay, rows_update
 
 logger = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ class WriteBackReport:
     invoices_created: int = 0
     invoices_found: int = 0
     waiting_for_erp: int = 0
+    no_document: int = 0  # orders netting to 0.00: nothing to invoice (services/documents.py)
     failed: list[OrderProblem] = field(default_factory=list)
     atlas_calls: int = 0
 
@@ -229,13 +233,24 @@ def _invoiced_earlier_revisions_close(order_sync_ids: list[int]) -> None:
     )
     if not orders:
         return
+    open_items = order_open_items(orders)
+    issued = {i.order_sync_id: i for i in IssuedInvoice.objects.filter(order_sync__in=orders)}
+    moved = []
+    for order_sync in orders:
+        note = "invoice already issued in ATLAS for an earlier revision"
+        invoice, open_item = issued.get(order_sync.pk), open_items.get(order_sync.pk)
+        if invoice is not None and open_item is not None and invoice.amount != open_item.amount:
+            # No credit note or corrected invoice is issued automatically: a person must.
+            note += (
+                f"; {invoice.number} states {invoice.amount:,.2f} {invoice.currency} but "
+                f"{open_item.journal_reference} leaves {open_item.amount:,.2f} "
+                f"{order_sync.order.currency} open: correct the invoice in ATLAS (a credit note "
+                "or a corrected invoice)"
+            )
+        moved.append(_Moved(order_sync, note))
     transitions = _Transitions()
     with transaction.atomic():
-        transitions.add_many(
-            [_Moved(o, "invoice already issued in ATLAS for an earlier revision") for o in orders],
-            OrderState.INVOICED,
-            note=lambda m: m.note,
-        )
+        transitions.add_many(moved, OrderState.INVOICED, note=lambda m: m.note)
         transitions.save()
 
 
@@ -339,11 +354,21 @@ def _erp_codes_write(steps: list[WriteBackStep], *, client: AtlasClient, report:
 # --- invoices -------------------------------------------------------------------------------------
 
 
-def invoice_series_for(order_sync: OrderSync) -> str:
-    counterparty = order_sync.order.counterparty
-    if counterparty is not None and counterparty.self_billing:
+def invoice_series_for(order_sync: OrderSync, *, document: OrderDocument | None = None) -> str:
+    """The series of the invoice we issue: SB for a self-billing invoice (a payable of a
+    self-billing counterparty), INV for our invoice of a receivable. `document` is the
+    order's document by the rule (services/documents.py); without it, the order's posted
+    journal is read."""
+    if document is None:
+        open_item = order_open_items([order_sync]).get(order_sync.pk)
+        document = open_item.document if open_item is not None else OrderDocument.OUR_INVOICE
+    if document is OrderDocument.SELF_BILLING:
         return InvoiceNumberSequence.Series.SELF_BILLING
-    return InvoiceNumberSequence.Series.STANDARD
+    if document is OrderDocument.OUR_INVOICE:
+        return InvoiceNumberSequence.Series.STANDARD
+    raise ValueError(
+        f"order {order_sync.order.atlas_id}: no invoice of ours is issued for document {document}"
+    )
 
 
 def invoice_number_format(*, series: str, year: int, number: int) -> str:
@@ -377,34 +402,44 @@ def invoice_numbers_allocate(*, series: str, year: int, count: int) -> list[int]
     return list(range(last - count + 1, last + 1))
 
 
-def issued_invoices_ensure(order_syncs: list[OrderSync]) -> dict[int, IssuedInvoice]:
-    """The IssuedInvoice of each order, allocating numbers for those that have none yet."""
+def issued_invoices_ensure(
+    order_syncs: list[OrderSync], *, documents: Mapping[int, OrderDocument] | None = None
+) -> dict[int, IssuedInvoice]:
+    """The IssuedInvoice of each order, allocating numbers for those that have none yet
+    (series by `documents`, the document rule by OrderSync pk; read when not given)."""
     existing = {
         inv.order_sync_id: inv for inv in IssuedInvoice.objects.filter(order_sync__in=order_syncs)
     }
     missing = [o for o in order_syncs if o.pk not in existing]
     if not missing:
         return existing
+    if documents is None:
+        documents = {pk: item.document for pk, item in order_open_items(missing).items()}
     try:
         with transaction.atomic():
-            existing.update(_issue(missing))
+            existing.update(_issue(missing, documents=documents))
     except IntegrityError:
         # Another worker issued one of them meanwhile (unique order_sync): the rolled back
         # transaction returned our numbers; take the rest one by one.
         for order_sync in missing:
             try:
                 with transaction.atomic():
-                    existing.update(_issue([order_sync]))
+                    existing.update(_issue([order_sync], documents=documents))
             except IntegrityError:
                 existing[order_sync.pk] = IssuedInvoice.objects.get(order_sync=order_sync)
     return existing
 
 
-def _issue(order_syncs: list[OrderSync]) -> dict[int, IssuedInvoice]:
+def _issue(
+    order_syncs: list[OrderSync], *, documents: Mapping[int, OrderDocument]
+) -> dict[int, IssuedInvoice]:
     groups: dict[tuple[str, int], list[OrderSync]] = defaultdict(list)
     for order_sync in order_syncs:
         invoice_date = _to_date(order_sync.order.registration_date)
-        groups[(invoice_series_for(order_sync), invoice_date.year)].append(order_sync)
+        # An order without a posted journal to read keeps the old default: our invoice.
+        document = documents.get(order_sync.pk, OrderDocument.OUR_INVOICE)
+        series = invoice_series_for(order_sync, document=document)
+        groups[(series, invoice_date.year)].append(order_sync)
     rows = []
     for (series, year), members in sorted(groups.items()):
         numbers = invoice_numbers_allocate(series=series, year=year, count=len(members))
@@ -486,12 +521,13 @@ def _invoices_write(steps: list[WriteBackStep], *, client: AtlasClient, report: 
             done.append((step, found[0].raw, f"ATLAS already holds invoice {found[0].atlas_id}"))
         else:
             remaining.append(step)
+    remaining, documents = _documents_route(remaining, report=report)
     if not remaining:
         _invoices_record(done, client_records={}, report=report)
         return
     unreadable: list[tuple[WriteBackStep, str]] = []
     try:
-        issued = issued_invoices_ensure([s.order_sync for s in remaining])
+        issued = issued_invoices_ensure([s.order_sync for s in remaining], documents=documents)
         lookup = client.get_invoices_by_external_ids(
             [issued[s.order_sync_id].external_id for s in remaining]
         )
@@ -567,6 +603,132 @@ def _invoices_write(steps: list[WriteBackStep], *, client: AtlasClient, report: 
             records=[r for _, r in unconfirmed],
             report=report,
         )
+
+
+def _documents_route(
+    steps: list[WriteBackStep], *, report: WriteBackReport
+) -> tuple[list[WriteBackStep], dict[int, OrderDocument]]:
+    """Apply the document rule (services/documents.py) to invoice steps ATLAS holds no invoice
+    for; return the steps whose invoice is written now and each order's document.
+
+    - an invoice already issued for the order (our number, or the ERP's through
+      POST /api/invoices/) is written whatever the rule says;
+    - our invoice (INV) or self-billing invoice (SB): issued and written now;
+    - a payable of a supplier that does not self-bill: we issue nothing; the step waits for
+      the supplier's invoice from the ERP (the order stays at erp_code_written, which the
+      order page and its history say), and POST /api/invoices/ releases it;
+    - an order netting to 0.00: no document; the step is closed and the order, with nothing
+      left to invoice or pay, moves to paid, its history saying why.
+    """
+    if not steps:
+        return steps, {}
+    pks = [s.order_sync_id for s in steps]
+    already = set(
+        IssuedInvoice.objects.filter(order_sync_id__in=pks).values_list("order_sync_id", flat=True)
+    )
+    open_items = order_open_items([s.order_sync for s in steps if s.order_sync_id not in already])
+    documents = {pk: item.document for pk, item in open_items.items()}
+    write_now: list[WriteBackStep] = []
+    waiting: list[tuple[WriteBackStep, OpenItem]] = []
+    nothing: list[tuple[WriteBackStep, OpenItem]] = []
+    for step in steps:
+        open_item = open_items.get(step.order_sync_id)
+        if step.order_sync_id in already or open_item is None:
+            write_now.append(step)
+            continue
+        disagreement = _open_item_disagreement(step.order_sync, open_item)
+        if disagreement:
+            _steps_failed([step], error=disagreement, records=[], report=report)
+        elif open_item.document is OrderDocument.AWAIT_ERP:
+            waiting.append((step, open_item))
+        elif open_item.document is OrderDocument.NONE:
+            nothing.append((step, open_item))
+        else:
+            write_now.append(step)
+    if waiting or nothing:
+        _documents_hold(waiting, nothing, report=report)
+    return write_now, documents
+
+
+def _open_item_disagreement(order_sync: OrderSync, open_item: OpenItem) -> str:
+    """Why no document may be decided for the order yet ("" when one may): the document is for
+    the order's totalAmount, and must be the open item the journal left in the ledger. They
+    differ when the order changed in ATLAS after posting — or when the journal's control line
+    is on an account that is no longer, or not yet, a receivables/payables account, in which
+    case the order would wrongly look as if it netted to zero."""
+    order = order_sync.order
+    expected = abs(order.total_amount)
+    if open_item.amount == expected:
+        return ""
+    found = f"{open_item.amount:,.2f} {order.currency}"
+    return (
+        f"Order {order.atlas_id}'s totalAmount is {expected:,.2f} {order.currency} but its "
+        f"journal {open_item.journal_reference} leaves {found} open on the receivables and "
+        "payables accounts, so no invoice is issued. If the order changed in ATLAS after "
+        "posting, reverse the journal (it is re-posted with the new figures); otherwise check "
+        "that the posting settings' receivables and payables accounts are those the journal "
+        "was posted to (or are designated receivable/payable in the chart), then retry."
+    )
+
+
+def _documents_hold(
+    waiting: list[tuple[WriteBackStep, OpenItem]],
+    nothing: list[tuple[WriteBackStep, OpenItem]],
+    *,
+    report: WriteBackReport,
+) -> None:
+    now = timezone.now()
+    notes = []
+    for step, open_item in waiting:
+        step.waiting_for = WAITING_FOR_ERP_INVOICE
+        step.next_attempt_at = None
+        step.updated_at = now
+        order_sync = step.order_sync
+        notes.append(
+            OrderTransition(
+                order_sync=order_sync,
+                from_state=order_sync.state,
+                to_state=order_sync.state,
+                actor=ACTOR,
+                note=(
+                    f"Document: none from us. {open_item.journal_reference} leaves a payable of "
+                    f"{open_item.amount:,.2f} {order_sync.order.currency} to a supplier that "
+                    "does not self-bill: waiting for the supplier's invoice from the ERP "
+                    "(POST /api/invoices/), which is then written to ATLAS."
+                ),
+                at=now,
+            )
+        )
+    moved = []
+    for step, open_item in nothing:
+        step.status = WriteBackStep.Status.DONE
+        step.attempts += 1
+        step.last_error = ""
+        step.next_attempt_at = None
+        step.done_at = now
+        step.updated_at = now
+        moved.append(
+            _Moved(
+                step.order_sync,
+                f"No document: {open_item.journal_reference} nets the order to 0.00 "
+                f"{step.order_sync.order.currency} (what it receives and what it pays offset), "
+                "so nothing is invoiced and nothing is left to pay.",
+            )
+        )
+    transitions = _Transitions()
+    with transaction.atomic():
+        rows_update(
+            WriteBackStep, [s for s, _ in waiting], ["waiting_for", "next_attempt_at", "updated_at"]
+        )
+        rows_update(WriteBackStep, [s for s, _ in nothing], _STEP_FIELDS)
+        order_transitions_record(notes)
+        transitions.add_many(moved, OrderState.PAID, note=lambda m: m.note)
+        transitions.save()
+    report.no_document += len(nothing)
+    logger.info(
+        "write_back.documents_held",
+        extra={"waiting_for_erp_invoice": len(waiting), "no_document": len(nothing)},
+    )
 
 
 def _unreadable_invoice(result: ReadResult[Any], external_id: str) -> RecordError | None:
