@@ -25,6 +25,7 @@ from ledger_sync.models import (
 )
 from ledger_sync.services import settlements
 from ledger_sync.services.atlas_mirror import atlas_mirror_run
+from ledger_sync.services.cycle import cycle_run
 from ledger_sync.services.gotransverse_mirror import gotransverse_mirror_run
 from ledger_sync.services.inbound import api_client_create, inbound_sweep
 from ledger_sync.services.posting import journal_approve
@@ -517,3 +518,80 @@ def test_workers_racing_for_one_settlement_post_it_once(payment_case, monkeypatc
     assert confirmation.ledger_state == S.POSTED
     reference = confirmation.settlement_journal.source_transaction_reference
     assert len(payment_case.ledger.app.transactions_with_reference(reference)) == 1
+
+
+def test_a_suppliers_payable_is_settled_against_the_erps_invoice(
+    make_atlas_sandbox, gotransverse_sandbox, settings
+):
+    """A supplier that does not self-bill: no invoice from us; the ERP reports the supplier's
+    invoice (POST /api/invoices/), the bank pays it (POST /api/payments/), and the settlement
+    books Dr payables / Cr bank with the ERP's invoice number."""
+    atlas = make_atlas_sandbox(document_cases=True, webhook_secret=settings.ATLAS_WEBHOOK_SECRET)
+    settings.ATLAS_BASE_URL = atlas.url
+    settings.ATLAS_USERNAME = "ledger-sync"
+    settings.ATLAS_PASSWORD = "sandbox-password"
+    settings.JOURNAL_WORKFLOW = "auto"
+    settings.ATLAS_MAX_RETRIES = 0
+    settings.GOTRANSVERSE_MAX_RETRIES = 0
+    order_id = atlas.app.dataset.document_cases["payable"]
+    cycle_run(trigger="command", actor="settlement test")
+    billing = (
+        Journal.objects.get(order_sync__order__atlas_id=order_id, kind=Journal.Kind.POSTING)
+        .lines.first()
+        .billing_account_num
+    )
+    token = api_client_create(name="erp-and-bank", permissions=["invoices", "payments"]).token
+    headers = {"Authorization": f"Bearer {token}"}
+    reported = Client().post(
+        "/api/invoices/",
+        data=wire.dumps(
+            {
+                "externalId": "NG-AP-2026-0611",
+                "order": order_id,
+                "invoiceNumber": "NG-2026-0611",
+                "amount": D("23800.00"),
+                "currency": "EUR",
+                "invoiceDate": "2026-06-05",
+                "dueDate": "2026-06-19",
+            }
+        ).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+    assert reported.status_code == 202, reported.json()
+    gotransverse_sandbox.app.reset_calls()
+
+    paid = Client().post(
+        "/api/payments/",
+        data=wire.dumps(
+            {
+                "externalId": "PAY-NG-0611",
+                "invoiceExternalId": "NG-AP-2026-0611",
+                "amount": D("23800.00"),
+                "currency": "EUR",
+                "paymentDate": "2026-06-18",
+            }
+        ).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+    assert paid.status_code == 202, paid.json()
+    confirmation = PaymentConfirmation.objects.get()
+    assert confirmation.ledger_state == S.POSTED, confirmation.ledger_error
+    (create,) = gotransverse_sandbox.app.calls_to("/ledgers/1/accounting-transactions/bulk", "POST")
+    entries = create.body[0]["entries"]
+    assert [
+        (e["gl_account_num"], e["credit"], e["amount"]["amount"], e["billing_account_num"])
+        for e in entries
+    ] == [(PAYABLES, False, D("23800.00"), billing), (BANK, True, D("23800.00"), billing)]
+    assert {e["entry_values"]["invoice_number"] for e in entries} == {"NG-2026-0611"}
+    # The order's payable and its settlement net to zero (the supplier has other orders).
+    references = {f"ATLAS-ORDER-{order_id}-R1", f"ATLAS-PAYMENT-{confirmation.pk}"}
+    payables = D("0.00")
+    for stored in gotransverse_sandbox.app.posted_transactions():
+        if stored.source_transaction_reference in references:
+            for e in stored.entries:
+                if (e.gl_account_num, e.billing_account_num) == (PAYABLES, billing):
+                    payables += -e.amount if e.credit else e.amount
+    assert payables == 0
