@@ -439,9 +439,11 @@ def _reverse(
     if reversal.request_json:
         found = client.find_transactions_by_reference(ledger_id, reference)
         if found:
-            _record_reversal(journal, reversal, result=_found_result(found[0]), user=user)
+            _record_reversal(
+                journal, reversal, result=bulk_result_from_transaction(found[0]), user=user
+            )
             return _refreshed(reversal)
-    payload = _transaction_input(reversal)
+    payload = journal_transaction_input(reversal)
     with transaction.atomic():
         reversal.request_json = wire.dumps([payload.to_json()], indent=2)
         reversal.save(update_fields=["request_json"])
@@ -669,10 +671,10 @@ def _resume_from_ledger(
             # under the auto workflow posted it): record what is true, a posted journal — not
             # a draft awaiting a review that could never delete it.
             item.action = ACTION_POST_DRAFT
-        return _found_result(posted[0])
+        return bulk_result_from_transaction(posted[0])
     if drafts:
         if item.action == ACTION_CREATE_DRAFT:
-            return _found_result(drafts[0])
+            return bulk_result_from_transaction(drafts[0])
         # Auto workflow (or an approved draft): the draft is there, post it, never re-create.
         item.action = ACTION_POST_DRAFT
         return None
@@ -808,7 +810,7 @@ def _posted_meanwhile(
         )
     except GotransverseError:
         return None
-    return _found_result(posted[0]) if posted else result
+    return bulk_result_from_transaction(posted[0]) if posted else result
 
 
 def _journals_record_results(
@@ -1070,11 +1072,11 @@ def _write_back_steps_open(order_syncs: list[OrderSync]) -> None:
 
 def _payload(item: _Item) -> TransactionInput:
     if item.payload is None:
-        item.payload = _transaction_input(item.journal)
+        item.payload = journal_transaction_input(item.journal)
     return item.payload
 
 
-def _transaction_input(journal: Journal) -> TransactionInput:
+def journal_transaction_input(journal: Journal) -> TransactionInput:
     lines = sorted(journal.lines.all(), key=lambda line: line.position)
     return TransactionInput(
         source_transaction_reference=journal.source_transaction_reference,
@@ -1095,7 +1097,7 @@ def _transaction_input(journal: Journal) -> TransactionInput:
     )
 
 
-def _found_result(found: Any) -> BulkTransactionResult:
+def bulk_result_from_transaction(found: Any) -> BulkTransactionResult:
     return BulkTransactionResult(
         index=0,
         requested=found.source_transaction_reference,
