@@ -34,7 +34,6 @@ from ledger_sync.services.reconciliation_values import (
     OurJournal,
     PeriodFacts,
 )
-from ledger_sync.services.writeback import WAITING_FOR_ERP_INVOICE
 
 # A journal with one of these statuses is (or was, before a reversal) in the ledger.
 IN_LEDGER_STATUSES: tuple[str, ...] = (Journal.Status.POSTED, Journal.Status.REVERSED)
@@ -217,20 +216,45 @@ def reconciliation_orders(*, order_pks: set[int]) -> dict[int, AtlasOrderNow]:
     return orders
 
 
-def orders_awaiting_erp_invoice(*, order_pks: set[int]) -> set[int]:
-    """The orders (Order pks) whose invoice step waits for the supplier's invoice from the ERP."""
+@dataclass(frozen=True)
+class InvoicesOnTheWay:
+    """Orders whose invoice ATLAS does not hold yet, by why (Order pks)."""
+
+    # The invoice write-back is queued (not tried yet) or waits for the supplier's invoice from
+    # the ERP, and none of the order's write-backs failed: ATLAS is expected to hold the invoice.
+    expected: set[int]
+    # A write-back of the order failed (the invoice step, or the ERP code step it comes after):
+    # ATLAS will not hold the invoice until a person fixes the cause. pk -> what failed,
+    # naming the order.
+    failed: dict[int, str]
+
+
+def orders_invoice_on_the_way(*, order_pks: set[int]) -> InvoicesOnTheWay:
+    """The orders among `order_pks` whose invoice write-back to ATLAS is not done yet."""
     wanted = sorted(order_pks)
-    found: set[int] = set()
+    pending: set[int] = set()
+    failed: dict[int, str] = {}
     for start in range(0, len(wanted), CHUNK):
-        found.update(
-            WriteBackStep.objects.filter(
-                order_sync__order_id__in=wanted[start : start + CHUNK],
-                kind=WriteBackStep.Kind.INVOICE,
-                status=WriteBackStep.Status.PENDING,
-                waiting_for=WAITING_FOR_ERP_INVOICE,
-            ).values_list("order_sync__order_id", flat=True)
-        )
-    return found
+        rows = WriteBackStep.objects.filter(
+            order_sync__order_id__in=wanted[start : start + CHUNK],
+            status__in=(WriteBackStep.Status.PENDING, WriteBackStep.Status.FAILED),
+        ).values_list(
+            "order_sync__order_id",
+            "order_sync__order__atlas_id",
+            "order_sync__order__document_reference",
+            "kind", "status", "attempts", "last_error",
+        )  # fmt: skip
+        for order_pk, atlas_id, reference, kind, status, attempts, error in rows.order_by("kind"):
+            if status == WriteBackStep.Status.FAILED:
+                order = f"Order {atlas_id}" + (f" {reference}" if reference else "")
+                failed.setdefault(
+                    order_pk,
+                    f"{order}: write-back {WriteBackStep.Kind(kind).label} failed after "
+                    f"{attempts} attempt(s): {error or 'no error recorded'}",
+                )
+            elif kind == WriteBackStep.Kind.INVOICE:
+                pending.add(order_pk)
+    return InvoicesOnTheWay(expected=pending - set(failed), failed=failed)
 
 
 @dataclass(frozen=True)

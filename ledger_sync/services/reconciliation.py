@@ -364,15 +364,22 @@ def _counterparty_facts(
     until = scope.period.end if scope.period else None
     money = read.reconciliation_order_money(order_pks=set(order_billing), until=until)
     names = read.order_counterparties(order_pks=set(order_billing))
-    awaiting = read.orders_awaiting_erp_invoice(order_pks=set(order_billing))
+    # Only an order whose posting is in force expects an invoice: a reversed one does not.
+    in_force = {j.order_pk for j in journals if j.is_current_posting}
+    on_the_way = read.orders_invoice_on_the_way(order_pks=set(order_billing) & in_force)
     for order_pk, (code, currency, sign) in order_billing.items():
         held = money[order_pk]
         key = (code, currency)
         invoiced = held.invoiced
-        if order_pk in awaiting and not invoiced:
-            # A supplier's invoice comes from the ERP (services/documents.py): while the order
-            # waits for it, visibly, ATLAS is expected to come to hold the open item.
+        if not invoiced and order_pk in on_the_way.expected:
+            # Posted, and its invoice is on its way to ATLAS: the write-back is queued (the
+            # next cycle, or the approval's task, does it) or the supplier's invoice comes from
+            # the ERP (services/documents.py). Until then ATLAS is expected to hold the open
+            # item; a failed write-back is not expected to heal and stays a difference.
             invoiced = open_item[order_pk]
+            facts.invoices_expected[key] += sign * invoiced
+        elif not invoiced and order_pk in on_the_way.failed:
+            facts.write_backs_failed[key].append(on_the_way.failed[order_pk])
         facts.atlas[key] += sign * (invoiced - held.atlas_paid)
         for confirmation_pk, amount in held.accepted:
             if f"{SETTLEMENT_PREFIX}{confirmation_pk}" not in settled:
