@@ -9,7 +9,7 @@ streamed with iterator(), no per-order query), so that 10,000 orders reconcile i
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -24,6 +24,7 @@ from ledger_sync.models import (
     Payment,
     PaymentConfirmation,
     ReconciliationRun,
+    SyncRun,
     SyncState,
     WriteBackStep,
 )
@@ -227,6 +228,8 @@ class InvoicesOnTheWay:
     # ATLAS will not hold the invoice until a person fixes the cause. pk -> what failed,
     # naming the order.
     failed: dict[int, str]
+    # The invoice write-back is done: pk -> (the order's label, when ATLAS answered it).
+    written: dict[int, tuple[str, datetime]] = field(default_factory=dict)
 
 
 def orders_invoice_on_the_way(*, order_pks: set[int]) -> InvoicesOnTheWay:
@@ -234,19 +237,24 @@ def orders_invoice_on_the_way(*, order_pks: set[int]) -> InvoicesOnTheWay:
     wanted = sorted(order_pks)
     pending: set[int] = set()
     failed: dict[int, str] = {}
+    written: dict[int, tuple[str, datetime]] = {}
     for start in range(0, len(wanted), CHUNK):
         rows = WriteBackStep.objects.filter(
             order_sync__order_id__in=wanted[start : start + CHUNK],
-            status__in=(WriteBackStep.Status.PENDING, WriteBackStep.Status.FAILED),
         ).values_list(
             "order_sync__order_id",
             "order_sync__order__atlas_id",
             "order_sync__order__document_reference",
-            "kind", "status", "attempts", "last_error",
+            "kind", "status", "attempts", "last_error", "done_at",
         )  # fmt: skip
-        for order_pk, atlas_id, reference, kind, status, attempts, error in rows.order_by("kind"):
-            if status == WriteBackStep.Status.FAILED:
-                order = f"Order {atlas_id}" + (f" {reference}" if reference else "")
+        for order_pk, atlas_id, reference, kind, status, attempts, error, done_at in rows.order_by(
+            "kind"
+        ):
+            order = f"Order {atlas_id}" + (f" {reference}" if reference else "")
+            if status == WriteBackStep.Status.DONE:
+                if kind == WriteBackStep.Kind.INVOICE and done_at is not None:
+                    written[order_pk] = (order, done_at)
+            elif status == WriteBackStep.Status.FAILED:
                 failed.setdefault(
                     order_pk,
                     f"{order}: write-back {WriteBackStep.Kind(kind).label} failed after "
@@ -254,7 +262,18 @@ def orders_invoice_on_the_way(*, order_pks: set[int]) -> InvoicesOnTheWay:
                 )
             elif kind == WriteBackStep.Kind.INVOICE:
                 pending.add(order_pk)
-    return InvoicesOnTheWay(expected=pending - set(failed), failed=failed)
+    return InvoicesOnTheWay(expected=pending - set(failed), failed=failed, written=written)
+
+
+def atlas_mirror_last_started() -> datetime | None:
+    """When the last ATLAS mirror pass that finished began (what the mirror is as of)."""
+    return (
+        SyncRun.objects.filter(system=SyncRun.System.ATLAS)
+        .exclude(status__in=(SyncRun.Status.RUNNING, SyncRun.Status.FAILED))
+        .order_by("-started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
 
 
 @dataclass(frozen=True)

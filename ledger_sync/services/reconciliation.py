@@ -367,6 +367,7 @@ def _counterparty_facts(
     # Only an order whose posting is in force expects an invoice: a reversed one does not.
     in_force = {j.order_pk for j in journals if j.is_current_posting}
     on_the_way = read.orders_invoice_on_the_way(order_pks=set(order_billing) & in_force)
+    mirrored_at = read.atlas_mirror_last_started()
     for order_pk, (code, currency, sign) in order_billing.items():
         held = money[order_pk]
         key = (code, currency)
@@ -380,6 +381,10 @@ def _counterparty_facts(
             facts.invoices_expected[key] += sign * invoiced
         elif not invoiced and order_pk in on_the_way.failed:
             facts.write_backs_failed[key].append(on_the_way.failed[order_pk])
+        elif not invoiced and order_pk in on_the_way.written and open_item[order_pk]:
+            label, written_at = on_the_way.written[order_pk]
+            if mirrored_at is None or written_at >= mirrored_at:
+                facts.invoices_not_mirrored[key].append(label)
         facts.atlas[key] += sign * (invoiced - held.atlas_paid)
         for confirmation_pk, amount in held.accepted:
             if f"{SETTLEMENT_PREFIX}{confirmation_pk}" not in settled:

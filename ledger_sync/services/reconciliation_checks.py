@@ -481,7 +481,8 @@ class CounterpartyFacts:
       positive in ATLAS. An order whose invoice is on its way to ATLAS (its write-back queued,
       or the supplier's invoice awaited from the ERP) counts at the open item we booked until
       ATLAS holds the invoice (`invoices_expected`); one whose write-back failed counts at what
-      ATLAS holds, and the failure is named (`write_backs_failed`).
+      ATLAS holds, and the failure is named (`write_backs_failed`), as is an invoice written
+      after the mirror pass compared (`invoices_not_mirrored`).
     - ours: Σ debit - credit of our posted journals' lines (postings, reversals, settlements,
       any kind) on the receivables and payables accounts carrying this billing account,
       minus the payments we accepted (PaymentConfirmation, not rejected) that no posted
@@ -505,6 +506,9 @@ class CounterpartyFacts:
         default_factory=lambda: defaultdict(lambda: ZERO)
     )
     write_backs_failed: dict[tuple[str, str], list[str]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    invoices_not_mirrored: dict[tuple[str, str], list[str]] = field(
         default_factory=lambda: defaultdict(list)
     )
 
@@ -552,7 +556,14 @@ def counterparty_findings(
                 + ". Fix the cause and retry the write-back (Write-backs to ATLAS, or the "
                 "order's page); the next reconciliation then compares ATLAS's invoice."
             )
-        elif atlas != ours:
+        not_mirrored = facts.invoices_not_mirrored.get(key, [])
+        if atlas != ours and not_mirrored:
+            causes.append(
+                "ledger_sync wrote the invoice of " + ", ".join(not_mirrored) + " to ATLAS "
+                "after the last ATLAS mirror pass, so the mirror compared does not hold it yet: "
+                "reconcile with a fresh mirror pass (without --no-mirror)."
+            )
+        if atlas != ours and not failed_write_backs and not not_mirrored:
             causes.append(
                 f"ATLAS's invoices minus payments ({money(atlas, currency)}) differ from our "
                 f"open items ({money(ours, currency)}): an invoice not yet written back to "
@@ -576,6 +587,7 @@ def counterparty_findings(
                     "counterparty_pk": facts.counterparty_pks.get(code),
                     "invoices_expected_in_atlas": _text(facts.invoices_expected.get(key)),
                     "write_backs_failed": failed_write_backs or None,
+                    "invoices_not_mirrored": not_mirrored or None,
                 },
             )
         )

@@ -566,3 +566,33 @@ def test_a_posting_reversed_before_its_invoice_was_written_back_expects_no_invoi
 
     assert run.status == ReconciliationRun.Status.DONE, run.error
     assert differences(run) == []
+
+
+def test_an_invoice_written_after_the_mirror_pass_is_named_when_reconciled_without_one(reviewed):
+    drafts = list(Journal.objects.filter(status=Journal.Status.DRAFT).order_by("pk"))
+    journal_approve(journals=drafts, user=accountant())
+    written = write_backs_run()
+    assert written.invoices_created >= 3 and not written.failed
+    invoiced = WriteBackStep.objects.filter(
+        kind=WriteBackStep.Kind.INVOICE, status=WriteBackStep.Status.DONE
+    ).select_related("order_sync__order")
+
+    stale = reconciliation_run(trigger="test", mirror_atlas=False)
+
+    assert stale.status == ReconciliationRun.Status.DONE, stale.error
+    rows = differences(stale)
+    assert rows and {row.level for row in rows} == {3}
+    cited = " ".join(row.likely_cause for row in rows)
+    for step in invoiced:
+        order = step.order_sync.order
+        assert f"Order {order.atlas_id} {order.document_reference}" in cited
+    for row in rows:
+        assert row.atlas_amount == D("0.00") and row.ours_amount == row.ledger_amount
+        assert "after the last ATLAS mirror pass" in row.likely_cause
+        assert "reconcile with a fresh mirror pass (without --no-mirror)" in row.likely_cause
+        assert row.details["invoices_not_mirrored"]
+
+    fresh = reconciliation_run(trigger="test")
+
+    assert fresh.status == ReconciliationRun.Status.DONE, fresh.error
+    assert differences(fresh) == []
