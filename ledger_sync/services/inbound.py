@@ -46,6 +46,7 @@ from ledger_sync.models import (
     SyncRun,
     SyncState,
 )
+from ledger_sync.services.background import backoff_delay, task_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -284,43 +285,6 @@ def _enqueue_delivery(delivery_id: int) -> None:
     )
 
 
-def task_enqueue(func: str, *args: Any, task_name: str) -> None:
-    """Queue a django-q2 task from inside a web request."""
-    from django_q.tasks import async_task
-
-    async_task(func, *args, task_name=task_name, broker=_request_broker())
-
-
-_broker_cache: dict[str, Any] = {}
-
-
-def _request_broker() -> Any:
-    """The ORM broker without its habit of closing "old" connections before each enqueue.
-
-    That habit suits django-q2's long-lived cluster threads; inside a request it closes the
-    request's own connection whenever CONN_MAX_AGE is 0 (the SQLite default), so the next query
-    reconnects — a millisecond or more on the webhook's hot path. Django already manages the
-    request's connection. Other brokers are used as configured.
-    """
-    from django_q.brokers import get_broker
-    from django_q.brokers.orm import ORM
-    from django_q.conf import Conf
-    from django_q.models import OrmQ
-
-    if "broker" not in _broker_cache:
-        broker = get_broker()
-        if type(broker) is ORM:
-
-            class InRequestOrmBroker(ORM):
-                @staticmethod
-                def get_connection(list_key: str | None = None) -> Any:
-                    return OrmQ.objects.using(Conf.ORM)
-
-            broker = InRequestOrmBroker(list_key=broker.list_key)
-        _broker_cache["broker"] = broker
-    return _broker_cache["broker"]
-
-
 def inbound_delivery_replay(*, delivery: InboundDelivery) -> InboundDelivery:
     """A person asks for a delivery to be processed again (the admin's "replay"): it is reset
     to RECEIVED and queued; the pipeline is idempotent, so a replay never books twice."""
@@ -403,7 +367,7 @@ def inbound_delivery_process(
             state=InboundDelivery.State.FAILED,
             last_error=f"{type(exc).__name__}: {exc}"[:4000],
             traceback=traceback.format_exc()[-20000:],
-            next_attempt_at=None if give_up else timezone.now() + inbound_backoff(attempts),
+            next_attempt_at=None if give_up else timezone.now() + backoff_delay(attempts),
             claimed_at=None,
         )
         logger.warning(
@@ -580,13 +544,6 @@ def _is_retryable(exc: BaseException) -> bool:
         return bool(exc.retryable)
     # The AR Ledger client's errors follow the same convention.
     return bool(getattr(exc, "retryable", False))
-
-
-def inbound_backoff(attempts: int) -> timedelta:
-    """1 min, 2, 4 … capped at an hour (the pipeline's settings)."""
-    base = settings.LEDGER_RETRY_BASE_SECONDS
-    seconds = min(base * (2 ** max(attempts - 1, 0)), settings.LEDGER_RETRY_MAX_SECONDS)
-    return timedelta(seconds=seconds)
 
 
 # --- API clients ----------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Prefetch, Q
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from integration import wire
@@ -52,6 +51,14 @@ from ledger_sync.models import (
 )
 from ledger_sync.selectors.reference import PeriodLanding, gl_account_check, period_landing
 from ledger_sync.services.account_roles import account_role_problem
+from ledger_sync.services.admin_links import (
+    fix_url_counterparty,
+    fix_url_counterparty_matching,
+    fix_url_gl_account,
+    fix_url_order,
+    fix_url_periods,
+    fix_url_posting_settings,
+)
 from ledger_sync.services.order_states import (
     PRE_SEND_STATES,
     order_syncs_move_bulk,
@@ -601,55 +608,6 @@ def vat_problems(*, order: OrderFacts, items: Sequence[ItemFacts]) -> list[Journ
             )
         )
     return problems
-
-
-# --------------------------------------------------------------------------------------------
-# Admin links: where a person fixes what blocks an order.
-# --------------------------------------------------------------------------------------------
-
-
-def _admin_url(model: str, *, pk: Any = None, query: str = "") -> str:
-    """The admin page of `model` (change page when pk, else the list), `query` appended.
-
-    Falls back to Django's URL pattern when the admin for the model is not registered, so a
-    stored link stays right once it is.
-    """
-    name = f"admin:ledger_sync_{model}_{'change' if pk is not None else 'changelist'}"
-    try:
-        url = reverse(name, args=[pk] if pk is not None else [])
-    except NoReverseMatch:
-        url = f"/admin/ledger_sync/{model}/" + (f"{pk}/change/" if pk is not None else "")
-    return f"{url}?{query}" if query else url
-
-
-def fix_url_counterparty(counterparty: Counterparty) -> str:
-    return _admin_url("counterparty", pk=counterparty.pk)
-
-
-def fix_url_order(order: Order) -> str:
-    return _admin_url("order", pk=order.pk)
-
-
-def fix_url_gl_account(number: str) -> str:
-    return _admin_url("glaccount", query=f"number__exact={number}")
-
-
-def fix_url_posting_settings() -> str:
-    return _admin_url("postingsettings", pk=PostingSettings.SINGLETON_PK)
-
-
-def fix_url_periods(*, ledger: Ledger | None, period_pk: int | None = None) -> str:
-    if period_pk is not None:
-        return _admin_url("accountingperiod", pk=period_pk)
-    if ledger is not None:
-        return _admin_url("accountingperiod", query=f"ledger__id__exact={ledger.pk}")
-    return _admin_url("ledger")
-
-
-def fix_url_counterparty_matching(counterparty: Counterparty) -> str:
-    """The matching page narrowed to this counterparty: approve a candidate or create a party."""
-    # The exact row (a search for the ATLAS id would also match names containing its digits).
-    return _admin_url("counterpartymatching", query=f"id__exact={counterparty.pk}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from integration import wire
@@ -51,7 +51,8 @@ from ledger_sync.models import (
     WriteBackStep,
 )
 from ledger_sync.models.inbound import CallbackState
-from ledger_sync.services.inbound import inbound_backoff
+from ledger_sync.services.background import backoff_delay
+from ledger_sync.services.claims import row_claim
 
 logger = logging.getLogger(__name__)
 
@@ -382,7 +383,7 @@ def _same_or_conflict(existing: Any, fingerprint: str, what: str) -> Any:
 
 def _enqueue(func: str) -> Callable[[int], None]:
     def queue(pk: int) -> None:
-        from ledger_sync.services.inbound import task_enqueue
+        from ledger_sync.services.background import task_enqueue
 
         task_enqueue(func, pk, task_name=f"{func.rsplit('.', 1)[-1]}-{pk}")
 
@@ -390,18 +391,6 @@ def _enqueue(func: str) -> Callable[[int], None]:
 
 
 # --- writing payments to ATLAS --------------------------------------------------------------------
-
-
-def _claim(model: type[Any], pk: int, *, states: list[str], now: datetime) -> bool:
-    """Compare-and-set claim: only one worker writes a record to ATLAS at a time; a claim whose
-    worker died runs out after INBOUND_CLAIM_TIMEOUT_SECONDS. Counts the attempt BEFORE the
-    remote call, so a crash after sending is seen as "may have been sent" by the next one."""
-    until = now + timedelta(seconds=settings.INBOUND_CLAIM_TIMEOUT_SECONDS)
-    return bool(
-        model.objects.filter(pk=pk, state__in=states)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(claimed_until=until, attempts=F("attempts") + 1)
-    )
 
 
 def _client(client: Any) -> Any:
@@ -434,7 +423,7 @@ def payment_confirmation_deliver(
     for the payment in ATLAS by its externalId."""
     now = now or timezone.now()
     states = [CallbackState.ACCEPTED, CallbackState.FAILED]
-    if not _claim(PaymentConfirmation, confirmation_id, states=states, now=now):
+    if not row_claim(PaymentConfirmation, confirmation_id, states=states, now=now):
         return PaymentConfirmation.objects.filter(pk=confirmation_id).first()
     confirmation = PaymentConfirmation.objects.get(pk=confirmation_id)
     client = _client(client)
@@ -536,7 +525,7 @@ def _callback_failed(model: type[Any], row: Any, *, error: Exception, record: di
         state=CallbackState.FAILED if retryable else CallbackState.REJECTED,
         last_error=str(error)[:4000],
         next_attempt_at=(
-            timezone.now() + inbound_backoff(row.attempts) if retryable and not give_up else None
+            timezone.now() + backoff_delay(row.attempts) if retryable and not give_up else None
         ),
         atlas_request_json=wire.dumps(record, indent=2) if record else row.atlas_request_json,
         claimed_until=None,
@@ -667,7 +656,7 @@ def invoice_settlement_send(
     sends; an invoice ATLAS already shows as paid is recorded as done without a call."""
     now = now or timezone.now()
     states = [InvoiceSettlement.State.PENDING, InvoiceSettlement.State.FAILED]
-    if not _claim(InvoiceSettlement, settlement_id, states=states, now=now):
+    if not row_claim(InvoiceSettlement, settlement_id, states=states, now=now):
         return InvoiceSettlement.objects.filter(pk=settlement_id).first()
     settlement = InvoiceSettlement.objects.get(pk=settlement_id)
     client = _client(client)
@@ -702,7 +691,7 @@ def invoice_settlement_send(
         InvoiceSettlement.objects.filter(pk=settlement.pk).update(
             state=InvoiceSettlement.State.FAILED,
             last_error=str(error)[:4000],
-            next_attempt_at=now + inbound_backoff(settlement.attempts) if retryable else None,
+            next_attempt_at=now + backoff_delay(settlement.attempts) if retryable else None,
             request_json=wire.dumps(record, indent=2) if record else "",
             claimed_until=None,
         )
@@ -964,7 +953,7 @@ def invoice_report_deliver(
 
     now = now or timezone.now()
     states = [CallbackState.ACCEPTED, CallbackState.FAILED]
-    if not _claim(InvoiceReport, report_id, states=states, now=now):
+    if not row_claim(InvoiceReport, report_id, states=states, now=now):
         return InvoiceReport.objects.filter(pk=report_id).first()
     report = InvoiceReport.objects.get(pk=report_id)
     order_sync = OrderSync.objects.select_related("order").get(
@@ -1030,7 +1019,7 @@ def invoice_report_deliver(
             state=CallbackState.FAILED,
             last_error=why[:4000],
             next_attempt_at=(step.next_attempt_at if step is not None else None)
-            or now + inbound_backoff(report.attempts),
+            or now + backoff_delay(report.attempts),
             claimed_until=None,
         )
     logger.info(

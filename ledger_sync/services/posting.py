@@ -19,17 +19,12 @@ failure marks the batch FAILED with backoff, retried (after the lookup) by the n
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from integration import wire
@@ -38,17 +33,28 @@ from integration.gotransverse.errors import GotransverseError
 from integration.gotransverse.records import (
     ID_TYPE_SOURCE_TRANSACTION_REFERENCE,
     BulkTransactionResult,
-    EntryInput,
     TransactionInput,
 )
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import (
-    AccountingPeriod,
     BlockedReason,
     Journal,
     JournalLine,
     OrderState,
     OrderSync,
+)
+from ledger_sync.services.admin_links import journal_admin_url
+from ledger_sync.services.background import backoff_delay
+from ledger_sync.services.claims import orders_claim, orders_release, worker_id_new
+from ledger_sync.services.db import rows_update
+from ledger_sync.services.ledger_records import (
+    error_result,
+    found_result,
+    landed_period,
+    period_names,
+    result_message,
+    result_raw,
+    transaction_input,
 )
 
 logger = logging.getLogger(__name__)
@@ -65,104 +71,6 @@ REQUEST_REFUSED_STATUSES = frozenset({400, 409})
 
 class PostingError(ApplicationError):
     """A posting action a person asked for cannot be done (wrong state, no permission...)."""
-
-
-# --- claims ------------------------------------------------------------------------------------
-
-
-def worker_id_new() -> str:
-    """A worker id unique to this process and call: host, pid and a random suffix."""
-    host = socket.gethostname().split(".")[0][:24]
-    return f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def orders_claim(
-    *,
-    states: Iterable[str],
-    limit: int,
-    worker_id: str,
-    ids: Iterable[int] | None = None,
-    after_id: int = 0,
-    now: Any = None,
-) -> list[OrderSync]:
-    """Atomically claim up to `limit` orders in `states` for `worker_id`, in id order.
-
-    An order is claimable when nobody holds it, or its claim is older than
-    LEDGER_CLAIM_TIMEOUT_SECONDS (its worker died), and — for FAILED orders — its backoff is
-    over. PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, so concurrent workers split the work
-    without waiting. Elsewhere (SQLite): a compare-and-set UPDATE whose WHERE repeats the
-    claimability test; only rows it changed are ours. Either way two workers never hold the
-    same order. The claim is a marker, not a held lock: it is committed at once.
-    """
-    if not worker_id:
-        raise ValueError("worker_id is required")
-    if limit < 1:
-        return []
-    now = now or timezone.now()
-    claimable = orders_claimable(states=states, now=now, ids=ids, after_id=after_id)
-    with transaction.atomic():
-        if connection.features.has_select_for_update_skip_locked:
-            candidate_ids = list(
-                claimable.select_for_update(skip_locked=True, of=("self",))
-                .order_by("pk")
-                .values_list("pk", flat=True)[:limit]
-            )
-            if candidate_ids:
-                OrderSync.objects.filter(pk__in=candidate_ids).update(
-                    claimed_by=worker_id, claimed_at=now
-                )
-            claimed_ids = candidate_ids
-        else:
-            candidate_ids = list(claimable.order_by("pk").values_list("pk", flat=True)[:limit])
-            claimed_ids = _claim_compare_and_set(
-                claimable, candidate_ids=candidate_ids, worker_id=worker_id, now=now
-            )
-    return list(OrderSync.objects.filter(pk__in=claimed_ids).select_related("order").order_by("pk"))
-
-
-def orders_claimable(
-    *, states: Iterable[str], now: Any, ids: Iterable[int] | None = None, after_id: int = 0
-) -> Any:
-    """Orders in `states` nobody holds (or whose holder's claim went stale), FAILED ones only
-    once their backoff is over."""
-    stale_before = now - timedelta(seconds=settings.LEDGER_CLAIM_TIMEOUT_SECONDS)
-    claimable = (
-        OrderSync.objects.filter(state__in=list(states), pk__gt=after_id)
-        .filter(Q(claimed_by="") | Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale_before))
-        .filter(
-            ~Q(state=OrderState.FAILED)
-            | Q(next_attempt_at__isnull=True)
-            | Q(next_attempt_at__lte=now)
-        )
-    )
-    if ids is not None:
-        claimable = claimable.filter(pk__in=list(ids))
-    return claimable
-
-
-def _claim_compare_and_set(
-    claimable: Any, *, candidate_ids: list[int], worker_id: str, now: Any
-) -> list[int]:
-    """Claim the candidates that are still claimable. The UPDATE repeats the claimability
-    test in its WHERE, so a row another worker claimed since we read it is left alone; the
-    rows carrying our worker id and timestamp afterwards are the ones we won."""
-    if not candidate_ids:
-        return []
-    won = claimable.filter(pk__in=candidate_ids).update(claimed_by=worker_id, claimed_at=now)
-    if not won:
-        return []
-    return list(
-        OrderSync.objects.filter(pk__in=candidate_ids, claimed_by=worker_id, claimed_at=now)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-
-
-def orders_release(*, order_sync_ids: Iterable[int], worker_id: str) -> int:
-    """Give back claims held by `worker_id` (never anyone else's)."""
-    return OrderSync.objects.filter(pk__in=list(order_sync_ids), claimed_by=worker_id).update(
-        claimed_by="", claimed_at=None
-    )
 
 
 # --- reports -----------------------------------------------------------------------------------
@@ -439,18 +347,18 @@ def _reverse(
     if reversal.request_json:
         found = client.find_transactions_by_reference(ledger_id, reference)
         if found:
-            _record_reversal(journal, reversal, result=_found_result(found[0]), user=user)
+            _record_reversal(journal, reversal, result=found_result(found[0]), user=user)
             return _refreshed(reversal)
-    payload = _transaction_input(reversal)
+    payload = transaction_input(reversal)
     with transaction.atomic():
         reversal.request_json = wire.dumps([payload.to_json()], indent=2)
         reversal.save(update_fields=["request_json"])
     outcome = client.create_transactions_bulk(ledger_id, [payload], auto_post=True)
     result = outcome.results[0] if outcome.results else None
     if result is None or not result.succeeded:
-        message = _result_message(result) if result else "no answer from the ledger"
+        message = result_message(result) if result else "no answer from the ledger"
         with transaction.atomic():
-            reversal.response_json = wire.dumps(_result_raw(result), indent=2) if result else ""
+            reversal.response_json = wire.dumps(result_raw(result), indent=2) if result else ""
             reversal.save(update_fields=["response_json"])
         raise PostingError(f"The ledger did not post reversal {reference}: {message}")
     _record_reversal(journal, reversal, result=result, user=user)
@@ -669,10 +577,10 @@ def _resume_from_ledger(
             # under the auto workflow posted it): record what is true, a posted journal — not
             # a draft awaiting a review that could never delete it.
             item.action = ACTION_POST_DRAFT
-        return _found_result(posted[0])
+        return found_result(posted[0])
     if drafts:
         if item.action == ACTION_CREATE_DRAFT:
-            return _found_result(drafts[0])
+            return found_result(drafts[0])
         # Auto workflow (or an approved draft): the draft is there, post it, never re-create.
         item.action = ACTION_POST_DRAFT
         return None
@@ -727,7 +635,7 @@ def _send(
             _send(items[middle:], client=client, ledger_id=ledger_id, report=report)
             return
         if refused:
-            result = _error_result(items[0], error)
+            result = error_result(items[0].journal, error)
             if action == ACTION_POST_DRAFT:
                 # Refusing to post a draft may mean "already posted" (a lost answer): the
                 # ledger is asked before the order is blocked as rejected.
@@ -808,7 +716,7 @@ def _posted_meanwhile(
         )
     except GotransverseError:
         return None
-    return _found_result(posted[0]) if posted else result
+    return found_result(posted[0]) if posted else result
 
 
 def _journals_record_results(
@@ -817,18 +725,18 @@ def _journals_record_results(
     """Record what the ledger answered, in one transaction per batch (after the remote call)."""
     if not pairs:
         return
-    periods = _period_names(pairs)
+    periods = period_names(pairs)
     now = timezone.now()
     drafted: list[_Item] = []
     posted: list[_Item] = []
     rejected: list[tuple[_Item, str]] = []
     for item, result in pairs:
         journal = item.journal
-        journal.response_json = wire.dumps(_result_raw(result), indent=2)
+        journal.response_json = wire.dumps(result_raw(result), indent=2)
         if not result.succeeded:
             message = (
                 f"The AR Ledger rejected {journal.source_transaction_reference}: "
-                f"{_result_message(result)}"
+                f"{result_message(result)}"
             )
             if item.draft_gone:
                 # Nothing of this journal is in the ledger any more: close it, so that the
@@ -838,7 +746,7 @@ def _journals_record_results(
             rejected.append((item, message))
             continue
         journal.ledger_transaction_id = str(result.id)
-        journal.landed_period = _landed_period(result, periods)
+        journal.landed_period = landed_period(result, periods)
         if item.action == ACTION_CREATE_DRAFT:
             journal.status = Journal.Status.DRAFT
             drafted.append(item)
@@ -884,7 +792,7 @@ def _journals_record_results(
                 note=message,
                 blocked_reason=BlockedReason.REMOTE_REJECTION,
                 blocked_message=message,
-                blocked_fix_url=_journal_admin_url(item.journal),
+                blocked_fix_url=journal_admin_url(item.journal),
                 last_error=message,
                 **extra,
             )
@@ -926,13 +834,6 @@ def _record_failure(items: list[_Item], *, error: GotransverseError, report: Pos
         transitions.save()
 
 
-def backoff_delay(attempts: int) -> timedelta:
-    """base * 2^(attempts-1), capped: 1 min, 2, 4 ... 1 h with the default settings."""
-    base = settings.LEDGER_RETRY_BASE_SECONDS
-    seconds = min(base * (2 ** max(attempts - 1, 0)), settings.LEDGER_RETRY_MAX_SECONDS)
-    return timedelta(seconds=seconds)
-
-
 def _record_rejection(order_sync: OrderSync, journal: Journal, *, user: Any, reason: str) -> None:
     actor = _actor(user)
     message = f"Rejected in review by {actor}: {reason}"
@@ -949,17 +850,9 @@ def _record_rejection(order_sync: OrderSync, journal: Journal, *, user: Any, rea
             note=message,
             blocked_reason=_rejected_reason_code(),
             blocked_message=message,
-            blocked_fix_url=_journal_admin_url(journal),
+            blocked_fix_url=journal_admin_url(journal),
             revision=order_sync.revision + 1,
         )
-
-
-def _journal_admin_url(journal: Journal) -> str:
-    """The journal's review page: its lines, the request sent, the ledger's answer and the
-    actions (reject the draft, rebuild) that clear a block the ledger caused."""
-    from ledger_sync.services.journals import _admin_url
-
-    return _admin_url("journal", pk=journal.pk)
 
 
 def _rejected_reason_code() -> str:
@@ -1025,12 +918,12 @@ def _record_reversal(
     original: Journal, reversal: Journal, *, result: BulkTransactionResult, user: Any
 ) -> None:
     actor = _actor(user)
-    periods = _period_names([(None, result)])
+    periods = period_names([(None, result)])
     with transaction.atomic():
         reversal.status = Journal.Status.POSTED
         reversal.ledger_transaction_id = str(result.id)
-        reversal.landed_period = _landed_period(result, periods)
-        reversal.response_json = wire.dumps(_result_raw(result), indent=2)
+        reversal.landed_period = landed_period(result, periods)
+        reversal.response_json = wire.dumps(result_raw(result), indent=2)
         reversal.posted_at = timezone.now()
         reversal.save(
             update_fields=[
@@ -1070,95 +963,8 @@ def _write_back_steps_open(order_syncs: list[OrderSync]) -> None:
 
 def _payload(item: _Item) -> TransactionInput:
     if item.payload is None:
-        item.payload = _transaction_input(item.journal)
+        item.payload = transaction_input(item.journal)
     return item.payload
-
-
-def _transaction_input(journal: Journal) -> TransactionInput:
-    lines = sorted(journal.lines.all(), key=lambda line: line.position)
-    return TransactionInput(
-        source_transaction_reference=journal.source_transaction_reference,
-        entries=tuple(
-            EntryInput(
-                credit=line.side == JournalLine.Side.CREDIT,
-                amount=line.amount,
-                currency=line.currency,
-                gl_account_num=line.gl_account,
-                description=line.description or None,
-                billing_account_num=line.billing_account_num or None,
-                occurred_on=journal.occurred_on,
-                event_date=journal.event_date,
-                entry_values=line.entry_values or None,
-            )
-            for line in lines
-        ),
-    )
-
-
-def _found_result(found: Any) -> BulkTransactionResult:
-    return BulkTransactionResult(
-        index=0,
-        requested=found.source_transaction_reference,
-        answered=True,
-        id=found.id,
-        source_transaction_reference=found.source_transaction_reference,
-        source_batch_reference=found.source_batch_reference,
-        target_batch_key=found.target_batch_key,
-        code=None,
-        error_message=None,
-        entries=found.entries,
-        raw=found.raw,
-    )
-
-
-def _error_result(item: _Item, error: GotransverseError) -> BulkTransactionResult:
-    return BulkTransactionResult(
-        index=0,
-        requested=item.journal.source_transaction_reference,
-        answered=True,
-        id=None,
-        source_transaction_reference=item.journal.source_transaction_reference,
-        source_batch_reference=None,
-        target_batch_key=None,
-        code=error.status,
-        error_message=f"[{error.code}] {error.message}" if error.code else error.message,
-        entries=(),
-    )
-
-
-def _result_raw(result: BulkTransactionResult | None) -> Any:
-    if result is None:
-        return None
-    if result.raw is not None:
-        return result.raw
-    return {
-        "id": result.id,
-        "source_transaction_reference": result.source_transaction_reference,
-        "code": result.code,
-        "error_message": result.error_message,
-    }
-
-
-def _result_message(result: BulkTransactionResult) -> str:
-    code = f"code {result.code}: " if result.code is not None else ""
-    return f"{code}{result.error_message or 'no message'}"
-
-
-def _period_names(pairs: Iterable[tuple[Any, BulkTransactionResult]]) -> dict[int, str]:
-    ids = {pid for _, result in pairs for pid in result.accounting_period_ids}
-    if not ids:
-        return {}
-    return {
-        p.gotransverse_id: p.name
-        for p in AccountingPeriod.objects.filter(gotransverse_id__in=ids).only(
-            "gotransverse_id", "name"
-        )
-    }
-
-
-def _landed_period(result: BulkTransactionResult, names: dict[int, str]) -> str:
-    ids = sorted(result.accounting_period_ids)
-    return ", ".join(names.get(pid, f"period {pid}") for pid in ids)[:255]
 
 
 def _ok_note(journal: Journal, found: bool, what: str) -> str:
@@ -1194,33 +1000,6 @@ def _transition(order_sync: OrderSync, to_state: str, **kwargs: Any) -> OrderSyn
 
     order_transition(order_sync=order_sync, to_state=to_state, **kwargs)
     return order_sync
-
-
-def rows_update(model: Any, objects: Sequence[Any], fields: Sequence[str]) -> None:
-    """Write `fields` of many rows: one `UPDATE ... WHERE pk = %s`, sent as one executemany.
-
-    Django's bulk_update builds a CASE WHEN per row and field, which costs seconds per thousand
-    rows carrying request/response JSON; this costs milliseconds. Values go through each
-    field's own database preparation, so dates and decimals are stored as the ORM would.
-    """
-    if not objects:
-        return
-    meta = model._meta
-    columns = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    # Only model metadata (table and column names, quoted) is formatted in; values are params.
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET "  # noqa: S608
-        + ", ".join(f"{quote(column.column)} = %s" for column in columns)
-        + f" WHERE {quote(meta.pk.column)} = %s"
-    )
-    params = [
-        [column.get_db_prep_save(getattr(obj, column.attname), connection) for column in columns]
-        + [obj.pk]
-        for obj in objects
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
 
 
 class _Transitions:

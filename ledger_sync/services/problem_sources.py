@@ -37,7 +37,8 @@ from ledger_sync.models import (
     WriteBackStep,
 )
 from ledger_sync.models.inbound import CallbackState
-from ledger_sync.services.problems import Observation, admin_change_url
+from ledger_sync.services.admin_links import admin_change_url
+from ledger_sync.services.problems import Observation
 
 K = Problem.Kind
 MESSAGE_MAX = 2000

@@ -28,11 +28,11 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import Problem
+from ledger_sync.services.admin_links import admin_change_url
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +70,6 @@ class FoldResult:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
-
-
-def admin_change_url(app_label: str, model: str, pk: Any) -> str:
-    """The admin change page of one record: the exact record, never a search."""
-    try:
-        return reverse(f"admin:{app_label}_{model}_change", args=[pk])
-    except NoReverseMatch:
-        return f"/admin/{app_label}/{model}/{pk}/change/"
 
 
 def _check_kind(kind: str) -> None:
@@ -424,9 +416,15 @@ def problem_update(*, problem: Problem, user: Any, note: str, assignee: Any) -> 
 
 __all__ = [
     "CHANGE_PERMISSION",
+    "CHUNK",
+    "KEY_MAX",
+    "LABEL_MAX",
+    "URL_MAX",
     "FoldResult",
+    "K",
     "Observation",
-    "admin_change_url",
+    "S",
+    "logger",
     "problem_report",
     "problem_report_safely",
     "problem_update",

@@ -50,7 +50,7 @@ from ledger_sync.models import (
 )
 from ledger_sync.selectors import reconciliation as read
 from ledger_sync.services import reconciliation_checks as checks
-from ledger_sync.services.journals import _admin_url
+from ledger_sync.services.admin_links import admin_url
 from ledger_sync.services.problems import problems_refresh_safely
 
 logger = logging.getLogger(__name__)
@@ -443,16 +443,16 @@ def _row(run: ReconciliationRun, finding: checks.Finding) -> ReconciliationDiffe
 
 def _fix_url(finding: checks.Finding, counterparty_pk: int | None) -> str:
     if finding.kind == checks.ORDER_CHANGED and finding.order_pk is not None:
-        return _admin_url("order", pk=finding.order_pk)
+        return admin_url("order", pk=finding.order_pk)
     if finding.journal_pk is not None:
-        return _admin_url("journal", pk=finding.journal_pk)
+        return admin_url("journal", pk=finding.journal_pk)
     if finding.level == 1:
-        return _admin_url("journal", query=f"q={finding.reference}")
+        return admin_url("journal", query=f"q={finding.reference}")
     if finding.level == 2:
-        return _admin_url("glaccount", query=f"number__exact={finding.gl_account}")
+        return admin_url("glaccount", query=f"number__exact={finding.gl_account}")
     if counterparty_pk is not None:
-        return _admin_url("counterparty", pk=counterparty_pk)
-    return _admin_url("counterparty", query=f"q={finding.billing}")
+        return admin_url("counterparty", pk=counterparty_pk)
+    return admin_url("counterparty", query=f"q={finding.billing}")
 
 
 def _finish_failed(

@@ -39,7 +39,9 @@ from ledger_sync.models import (
     SyncState,
     WriteBackStep,
 )
-from ledger_sync.services.posting import OrderProblem, _Transitions, backoff_delay, rows_update
+from ledger_sync.services.background import backoff_delay
+from ledger_sync.services.db import rows_update
+from ledger_sync.services.posting import OrderProblem, _Transitions
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +159,7 @@ def write_backs_run(
     same order at once: the externalId lookup before creating an invoice is only a guarantee
     when nobody else creates it in between.
     """
-    from ledger_sync.services.posting import orders_claim, orders_release, worker_id_new
+    from ledger_sync.services.claims import orders_claim, orders_release, worker_id_new
 
     if client is None:
         from ledger_sync.services.remote import atlas_client_from_settings
