@@ -438,12 +438,13 @@ def order_pipeline_run(
     from ledger_sync.services.atlas_mirror import atlas_mirror_records
     from ledger_sync.services.journals import order_build_journal, orders_select_candidates
     from ledger_sync.services.matching import counterparty_propose_matches
-    from ledger_sync.services.posting import POSTABLE_STATES, journals_post
+    from ledger_sync.services.order_states import POSTABLE_STATES, WRITE_BACK_STATES
+    from ledger_sync.services.posting import journals_post
     from ledger_sync.services.remote import (
         atlas_client_from_settings,
         gotransverse_client_from_settings,
     )
-    from ledger_sync.services.writeback import WRITE_BACK_STATES, write_backs_run
+    from ledger_sync.services.writeback import write_backs_run
 
     atlas = atlas_client or atlas_client_from_settings()
     outcome = OrderPipelineOutcome(atlas_order_id=atlas_order_id)

@@ -60,6 +60,7 @@ from ledger_sync.services.admin_links import (
     fix_url_posting_settings,
 )
 from ledger_sync.services.order_states import (
+    BUILDABLE_STATES,
     PRE_SEND_STATES,
     order_syncs_move_bulk,
     order_transition_apply,
@@ -1160,9 +1161,6 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"  # not in a state the builder acts on (another worker moved it)
 
 
-BUILDABLE_STATES: frozenset[str] = frozenset({S.READY, S.JOURNAL_BUILT, S.BLOCKED})
-
-
 @dataclass
 class _Move:
     """The state changes one order makes in a batch: steps (to_state, note) in order, and the
@@ -1990,7 +1988,6 @@ def _release_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) -
 
 
 __all__ = [
-    "BUILDABLE_STATES",
     "MANUAL_ONLY_REASONS",
     "BuildContext",
     "Cashflow",

@@ -53,6 +53,7 @@ from ledger_sync.models import (
 from ledger_sync.models.inbound import CallbackState
 from ledger_sync.services.background import backoff_delay
 from ledger_sync.services.claims import row_claim
+from ledger_sync.services.order_states import PAYMENT_STATES_FROM
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,6 @@ CENT = Decimal("0.01")
 # An ACCEPTED callback younger than this belongs to its own on-commit task; the sweep leaves it.
 ACCEPTED_GRACE = timedelta(seconds=30)
 DATE_LINE_AHEAD = timedelta(hours=14)
-# The states a payment moves an order from: its invoice is in ATLAS and its write-backs are done
-# (they only run from POSTED / ERP_CODE_WRITTEN, so an order is never moved on from there).
-PAYMENT_STATES_FROM = (OrderState.INVOICED, OrderState.PARTIALLY_PAID)
 
 
 class CallbackRejected(ApplicationError):

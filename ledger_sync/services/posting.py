@@ -56,15 +56,16 @@ from ledger_sync.services.ledger_records import (
     result_raw,
     transaction_input,
 )
+from ledger_sync.services.order_states import (
+    MAYBE_SENT_STATES,
+    POSTABLE_STATES,
+    OrderProblem,
+    TransitionBatch,
+)
 
 logger = logging.getLogger(__name__)
 
 APPROVE_PERMISSION = "ledger_sync.approve_journal"
-# States a posting worker takes up: built journals, transient failures whose backoff is over,
-# and POSTING orders whose worker died (their claim went stale).
-POSTABLE_STATES = (OrderState.JOURNAL_BUILT, OrderState.FAILED, OrderState.POSTING)
-# States after which a journal may already be in the ledger: always look before sending.
-MAYBE_SENT_STATES = frozenset({OrderState.POSTING, OrderState.FAILED})
 # A whole bulk request refused as such (nothing booked): the journals in it are at fault.
 REQUEST_REFUSED_STATUSES = frozenset({400, 409})
 
@@ -74,15 +75,6 @@ class PostingError(ApplicationError):
 
 
 # --- reports -----------------------------------------------------------------------------------
-
-
-@dataclass
-class OrderProblem:
-    order_sync_id: int
-    atlas_order_id: int | None
-    state: str
-    reason: str
-    message: str
 
 
 @dataclass
@@ -317,7 +309,7 @@ def journal_reverse(
     worker_id = worker_id_new()
     # Held while reversing, so that no write-back or second reversal moves the order meanwhile.
     claimed = orders_claim(
-        states=_POSTED_STATES, limit=1, worker_id=worker_id, ids=[journal.order_sync_id]
+        states=POSTED_STATES, limit=1, worker_id=worker_id, ids=[journal.order_sync_id]
     )
     if not claimed:
         raise PostingError(
@@ -329,7 +321,7 @@ def journal_reverse(
         orders_release(order_sync_ids=[journal.order_sync_id], worker_id=worker_id)
 
 
-_POSTED_STATES = (
+POSTED_STATES = (
     OrderState.POSTED,
     OrderState.ERP_CODE_WRITTEN,
     OrderState.INVOICED,
@@ -504,7 +496,7 @@ def _mark_posting(items: list[_Item]) -> list[_Item]:
     write lock on SQLite) and their journals re-read first; an item whose journal is no
     longer the order's current one is dropped, never sent.
     """
-    transitions = _Transitions()
+    transitions = TransitionBatch()
     with transaction.atomic():
         pks = [item.order_sync.pk for item in items]
         if connection.features.has_select_for_update:
@@ -755,7 +747,7 @@ def _journals_record_results(
             journal.posted_at = now
             posted.append(item)
     cleared = {"attempts": 0, "next_attempt_at": None, "last_error": ""}
-    transitions = _Transitions()
+    transitions = TransitionBatch()
     with transaction.atomic():
         rows_update(
             Journal,
@@ -815,7 +807,7 @@ def _record_failure(items: list[_Item], *, error: GotransverseError, report: Pos
     looks the references up before sending anything."""
     now = timezone.now()
     message = str(error)
-    transitions = _Transitions()
+    transitions = TransitionBatch()
     with transaction.atomic():
         for item in items:
             attempts = item.order_sync.attempts + 1
@@ -1000,56 +992,6 @@ def _transition(order_sync: OrderSync, to_state: str, **kwargs: Any) -> OrderSyn
 
     order_transition(order_sync=order_sync, to_state=to_state, **kwargs)
     return order_sync
-
-
-class _Transitions:
-    """Guarded transitions of a batch, their history stored with one insert at the end."""
-
-    def __init__(self) -> None:
-        self.rows: list[Any] = []
-
-    def add(self, order_sync: OrderSync, to_state: str, **kwargs: Any) -> OrderSync:
-        from ledger_sync.services.order_states import order_transition_apply
-
-        self.rows.append(order_transition_apply(order_sync=order_sync, to_state=to_state, **kwargs))
-        return order_sync
-
-    def add_many(self, items: Sequence[Any], to_state: str, *, note: Any, **fields: Any) -> None:
-        """Move many orders (items with .order_sync, .actor, .user) to `to_state`: one
-        compare-and-set UPDATE per (state, actor, user) group, then one UPDATE per batch for
-        the `fields`; `note(item)` is each order's note. Blocking goes through add()."""
-        from ledger_sync.services.order_states import order_syncs_move_bulk
-
-        groups: dict[tuple[str, str, Any], list[Any]] = {}
-        for item in items:
-            key = (item.order_sync.state, item.actor, getattr(item.user, "pk", None))
-            groups.setdefault(key, []).append(item)
-        for group in groups.values():
-            order_syncs = [item.order_sync for item in group]
-            self.rows.extend(
-                order_syncs_move_bulk(
-                    order_syncs=order_syncs,
-                    path=[to_state],
-                    notes=[[note(item)] for item in group],
-                    actor=group[0].actor,
-                    user=group[0].user,
-                )
-            )
-            if fields:
-                stale = [
-                    o.pk for o in order_syncs if any(getattr(o, k) != v for k, v in fields.items())
-                ]
-                if stale:
-                    OrderSync.objects.filter(pk__in=stale).update(**fields)
-                for order_sync in order_syncs:
-                    for name, value in fields.items():
-                        setattr(order_sync, name, value)
-
-    def save(self) -> None:
-        from ledger_sync.services.order_states import order_transitions_record
-
-        order_transitions_record(self.rows)
-        self.rows = []
 
 
 def _actor(user: Any) -> str:

@@ -41,7 +41,7 @@ from ledger_sync.models import (
 )
 from ledger_sync.services.background import backoff_delay
 from ledger_sync.services.db import rows_update
-from ledger_sync.services.posting import OrderProblem, _Transitions
+from ledger_sync.services.order_states import WRITE_BACK_STATES, OrderProblem, TransitionBatch
 
 logger = logging.getLogger(__name__)
 
@@ -143,9 +143,6 @@ def _due_steps(kind: str, *, states: Iterable[str], now: datetime, ids: Iterable
     return list(steps)
 
 
-WRITE_BACK_STATES = (OrderState.POSTED, OrderState.ERP_CODE_WRITTEN, OrderState.INVOICED)
-
-
 def write_backs_run(
     *,
     client: AtlasClient | None = None,
@@ -231,7 +228,7 @@ def _invoiced_earlier_revisions_close(order_sync_ids: list[int]) -> None:
     )
     if not orders:
         return
-    transitions = _Transitions()
+    transitions = TransitionBatch()
     with transaction.atomic():
         transitions.add_many(
             [_Moved(o, "invoice already issued in ATLAS for an earlier revision") for o in orders],
@@ -321,7 +318,7 @@ def _erp_codes_write(steps: list[WriteBackStep], *, client: AtlasClient, report:
                     f"erpCode {code} written to ATLAS order {step.order_sync.order.atlas_id}",
                 )
             )
-    transitions = _Transitions()
+    transitions = TransitionBatch()
     with transaction.atomic():
         rows_update(WriteBackStep, [s for s, *_ in done], _STEP_FIELDS)
         rows_update(OrderSync, [s.order_sync for s, *_ in done], ["erp_code"])
@@ -603,7 +600,7 @@ def _invoices_record(done, *, client_records, report: WriteBackReport) -> None:
     invoices = list(IssuedInvoice.objects.filter(order_sync_id__in=list(atlas_ids)))
     for invoice in invoices:
         invoice.atlas_invoice_id = atlas_ids[invoice.order_sync_id]
-    transitions = _Transitions()
+    transitions = TransitionBatch()
     with transaction.atomic():
         rows_update(IssuedInvoice, invoices, ["atlas_invoice_id"])
         rows_update(WriteBackStep, [s for s, *_ in done], _STEP_FIELDS)
@@ -625,7 +622,7 @@ _STEP_FIELDS = [
 
 @dataclass
 class _Moved:
-    """An order moved by a write-back, in the shape _Transitions.add_many takes."""
+    """An order moved by a write-back, in the shape TransitionBatch.add_many takes."""
 
     order_sync: OrderSync
     note: str
