@@ -89,8 +89,9 @@ def cycle_run(
         GotransverseMirrorAlreadyRunning,
         gotransverse_mirror_run,
     )
-    from ledger_sync.services.journals import orders_build_ready, orders_select_candidates
+    from ledger_sync.services.journals import orders_build_ready
     from ledger_sync.services.matching import counterparty_propose_matches
+    from ledger_sync.services.order_selection import orders_select_candidates
     from ledger_sync.services.posting import journals_post
     from ledger_sync.services.problems import problems_refresh_safely
     from ledger_sync.services.remote import (

@@ -392,7 +392,7 @@ def inbound_delivery_process(
 def _order_status_changed(
     delivery: InboundDelivery, *, atlas_client: Any, ledger_client: Any
 ) -> tuple[str, str]:
-    from ledger_sync.services.journals import trigger_statuses_setting
+    from ledger_sync.services.order_selection import trigger_statuses_setting
 
     if delivery.entity_type and delivery.entity_type != "Order":
         return InboundDelivery.State.IGNORED, (
@@ -436,8 +436,9 @@ def order_pipeline_run(
     Raises InboundProcessingError (retryable) when ATLAS could not be read.
     """
     from ledger_sync.services.atlas_mirror import atlas_mirror_records
-    from ledger_sync.services.journals import order_build_journal, orders_select_candidates
+    from ledger_sync.services.journals import order_build_journal
     from ledger_sync.services.matching import counterparty_propose_matches
+    from ledger_sync.services.order_selection import orders_select_candidates
     from ledger_sync.services.order_states import POSTABLE_STATES, WRITE_BACK_STATES
     from ledger_sync.services.posting import journals_post
     from ledger_sync.services.remote import (

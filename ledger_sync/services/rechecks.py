@@ -33,7 +33,7 @@ S = OrderState
 
 
 def _rebuildable_blocked() -> Q:
-    from ledger_sync.services.journals import MANUAL_ONLY_REASONS
+    from ledger_sync.services.journal_rules import MANUAL_ONLY_REASONS
 
     return Q(state=S.BLOCKED) & ~Q(blocked_reason__in=MANUAL_ONLY_REASONS)
 

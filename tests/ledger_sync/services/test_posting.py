@@ -674,12 +674,8 @@ def test_an_order_whose_journal_may_be_in_the_ledger_is_not_parked_waiting_or_bl
 ):
     from integration.gotransverse.errors import ServiceUnavailableError
     from ledger_sync.models import OrderItem
-    from ledger_sync.services.journals import (
-        order_build_journal,
-        order_rebuild,
-        orders_build_ready,
-        orders_select_candidates,
-    )
+    from ledger_sync.services.journals import order_build_journal, order_rebuild, orders_build_ready
+    from ledger_sync.services.order_selection import orders_select_candidates
     from tests.factories.journals import journal_world, order_with_items
 
     journal_world(journal_workflow="auto")
