@@ -151,7 +151,7 @@ def approve_journals_task(journal_ids: list[int], user_id: int) -> int:
 def reject_journal_task(journal_id: int, user_id: int, reason: str) -> str:
     """Delete the draft in the ledger and block the order with the reviewer's reason."""
     from ledger_sync.models import Journal
-    from ledger_sync.services.posting import journal_reject
+    from ledger_sync.services.journal_corrections import journal_reject
 
     journal = Journal.objects.get(pk=journal_id)
     if journal.status == Journal.Status.REJECTED:
@@ -162,7 +162,7 @@ def reject_journal_task(journal_id: int, user_id: int, reason: str) -> str:
 def reverse_journal_task(journal_id: int, user_id: int, reason: str) -> str:
     """Post the reversing journal and send the order round again as a new revision."""
     from ledger_sync.models import Journal
-    from ledger_sync.services.posting import journal_reverse
+    from ledger_sync.services.journal_corrections import journal_reverse
 
     journal = Journal.objects.get(pk=journal_id)
     if journal.status == Journal.Status.REVERSED:
@@ -174,7 +174,8 @@ def retry_order_task(order_sync_id: int, user_id: int | None = None) -> int:
     """Retry a FAILED order now (backoff skipped); the reference is looked up first. The retry
     is recorded in the order's history under the user who asked (from the admin)."""
     from ledger_sync.models import OrderSync
-    from ledger_sync.services.posting import journals_post, order_retry
+    from ledger_sync.services.journal_corrections import order_retry
+    from ledger_sync.services.posting import journals_post
 
     order_retry(
         order_sync=OrderSync.objects.get(pk=order_sync_id),

@@ -19,14 +19,9 @@ from ledger_sync.models import (
     WriteBackStep,
 )
 from ledger_sync.services import posting
+from ledger_sync.services.journal_corrections import journal_reject, journal_reverse, order_retry
 from ledger_sync.services.ledger_records import transaction_input
-from ledger_sync.services.posting import (
-    PostingError,
-    journal_approve,
-    journal_reject,
-    journal_reverse,
-    journals_post,
-)
+from ledger_sync.services.posting import PostingError, journal_approve, journals_post
 from tests.factories.parties import accountant
 from tests.ledger_sync.services.posting_support import (
     built_journal,
@@ -535,7 +530,7 @@ def test_a_refused_draft_post_whose_lookup_fails_is_failed_not_blocked(ledger):
     assert report.blocked == [] and len(report.failed) == 1
     order_sync = refreshed(journal).order_sync
     assert order_sync.state == OrderState.FAILED
-    order_retry_now = posting.order_retry(order_sync=order_sync)
+    order_retry_now = order_retry(order_sync=order_sync)
     report = journals_post(client=ledger.client(), order_sync_ids=[order_retry_now.pk])
     assert report.found_in_ledger == 1
     journal = refreshed(journal)
@@ -739,7 +734,7 @@ def test_an_answer_with_neither_id_nor_error_is_looked_up_not_blocked_as_rejecte
     assert report.blocked == [] and len(report.failed) == 1
     order_sync = refreshed(journal).order_sync
     assert order_sync.state == OrderState.FAILED
-    posting.order_retry(order_sync=order_sync)
+    order_retry(order_sync=order_sync)
     ledger.app.reset_calls()
     report = journals_post(client=ledger.client())
     assert report.found_in_ledger == 1 and ledger.bulk_creates() == []
@@ -763,7 +758,7 @@ def test_a_draft_posted_in_the_ledger_between_the_two_lookups_is_not_sent_again(
 
     client.create_transactions_bulk = drafted_then_503
     journals_post(client=client)  # the draft exists; we do not know it (FAILED)
-    order_sync = posting.order_retry(order_sync=refreshed(journal).order_sync)
+    order_sync = order_retry(order_sync=refreshed(journal).order_sync)
 
     retry_client = ledger.client()
     real_find_posted = retry_client.find_transactions_by_reference
@@ -827,7 +822,7 @@ def test_a_retry_a_person_asks_for_is_in_the_history_and_skips_the_backoff():
     asked_at = timezone.now().replace(microsecond=0)
 
     with time_machine.travel(asked_at, tick=False):
-        order_sync = posting.order_retry(order_sync=refreshed(journal).order_sync, user=person)
+        order_sync = order_retry(order_sync=refreshed(journal).order_sync, user=person)
 
     assert (order_sync.state, order_sync.next_attempt_at) == (OrderState.FAILED, None)
     note = OrderTransition.objects.get(order_sync=order_sync)
@@ -840,7 +835,7 @@ def test_a_retry_without_a_person_is_recorded_under_the_system_actor():
     journal = built_journal()
     OrderSync.objects.filter(pk=journal.order_sync_id).update(state=OrderState.FAILED)
 
-    posting.order_retry(order_sync=refreshed(journal).order_sync, actor="system:retry_order_task")
+    order_retry(order_sync=refreshed(journal).order_sync, actor="system:retry_order_task")
 
     note = OrderTransition.objects.get(order_sync_id=journal.order_sync_id)
     assert (note.actor, note.user) == ("system:retry_order_task", None)
@@ -851,7 +846,7 @@ def test_a_retry_of_an_order_no_longer_failed_changes_and_records_nothing():
     order_sync = refreshed(journal).order_sync
     assert order_sync.state == OrderState.JOURNAL_BUILT
 
-    posting.order_retry(order_sync=order_sync, user=accountant())
+    order_retry(order_sync=order_sync, user=accountant())
 
     assert refreshed(journal).order_sync.state == OrderState.JOURNAL_BUILT
     assert not OrderTransition.objects.filter(order_sync=order_sync).exists()

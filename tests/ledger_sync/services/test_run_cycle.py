@@ -156,7 +156,7 @@ def test_a_crash_after_the_ledger_accepted_is_finished_by_the_next_run_without_r
 
 
 def test_a_reversed_journal_is_reposted_as_a_new_revision_by_the_next_cycle(sandboxes):
-    from ledger_sync.services.posting import journal_reverse
+    from ledger_sync.services.journal_corrections import journal_reverse
     from tests.factories.parties import accountant
 
     atlas, ledger = sandboxes
