@@ -242,7 +242,7 @@ def invoice_settlement_send_task(settlement_id: int) -> str:
 def inbound_sweep_task(trigger: str = "schedule") -> dict:
     """Deliver inbound work that is due: webhooks whose task never ran or failed transiently,
     payments and invoices not yet in ATLAS, settlements to send. Counts per kind."""
-    from ledger_sync.services.inbound import inbound_sweep
+    from ledger_sync.services.sweep import inbound_sweep
 
     return inbound_sweep().as_dict()
 
@@ -260,7 +260,7 @@ def problems_refresh_task(trigger: str = "schedule") -> dict:
 def orders_recheck_task(order_sync_ids: list[int], reason: str = "") -> dict:
     """Re-check these orders now that their cause may be fixed (queued by the fix); what the
     build and the sending did. Idempotent: orders no longer blocked or ready are skipped."""
-    from ledger_sync.services.rechecks import orders_recheck
+    from ledger_sync.services.pipeline import orders_recheck
 
     return orders_recheck(order_sync_ids=order_sync_ids, reason=reason).as_dict()
 

@@ -29,11 +29,8 @@ from ledger_sync.models import (
     PaymentConfirmation,
 )
 from ledger_sync.models.inbound import CallbackState
-from ledger_sync.services.inbound import (
-    api_client_create,
-    api_client_rotate_token,
-    inbound_delivery_replay,
-)
+from ledger_sync.services.api_clients import api_client_create, api_client_rotate_token
+from ledger_sync.services.inbound import inbound_delivery_replay
 from ledger_sync.services.payments import (
     invoice_report_retry,
     invoice_settlement_retry,

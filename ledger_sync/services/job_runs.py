@@ -177,8 +177,8 @@ def _run_mirror(job: JobRun) -> None:
 
 
 def _run_cycle(job: JobRun, *, trigger: str = SyncRun.Trigger.ADMIN) -> None:
-    from ledger_sync.services.cycle import cycle_run
     from ledger_sync.services.order_states import actor_for
+    from ledger_sync.services.pipeline import cycle_run
 
     progress = _Progress(job)
     user = job.requested_by

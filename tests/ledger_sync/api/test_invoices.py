@@ -186,7 +186,7 @@ def test_a_report_disagreeing_with_the_order_is_422(posted_order, token, overrid
 def test_atlas_down_keeps_the_report_and_the_sweep_delivers_it(
     atlas_sandbox, posted_order, token, settings
 ):
-    from ledger_sync.services.inbound import inbound_sweep
+    from ledger_sync.services.sweep import inbound_sweep
 
     atlas_sandbox.faults.error_rate = 1.0
 

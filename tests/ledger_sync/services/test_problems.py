@@ -431,7 +431,7 @@ def test_a_real_mirror_pass_puts_its_broken_record_in_the_queue(atlas_sandbox):
 
 
 def test_the_inbound_sweep_refreshes_the_inbound_problems():
-    from ledger_sync.services.inbound import inbound_sweep
+    from ledger_sync.services.sweep import inbound_sweep
 
     now = timezone.now()
     InboundDelivery.objects.create(

@@ -221,8 +221,8 @@ def test_a_cycle_skips_the_gotransverse_pass_while_another_runs_and_goes_on(sand
     from django.utils import timezone
 
     from ledger_sync.models import SyncRun
-    from ledger_sync.services.cycle import cycle_run
     from ledger_sync.services.gotransverse_mirror import ENTITIES
+    from ledger_sync.services.pipeline import cycle_run
 
     _, ledger = sandboxes
     running = SyncRun.objects.create(
@@ -253,7 +253,7 @@ def test_a_code_atlas_already_holds_otherwise_is_not_sent_again_each_cycle(sandb
     cycle's mirror sees it, the write-back refuses to overwrite it without calling ATLAS, and
     later cycles leave it failed (shown in each report) without calling ATLAS either."""
     from ledger_sync.models import Counterparty, CounterpartyMapping, WriteBackState
-    from ledger_sync.services.cycle import cycle_run
+    from ledger_sync.services.pipeline import cycle_run
     from tests.factories.parties import CounterpartyMappingFactory, ErpPartyFactory
 
     atlas, _ = sandboxes

@@ -1,4 +1,8 @@
-"""One whole cycle: mirror both systems, map, select, build, post, write back.
+"""The pipeline, composed in one place from the stages' public services.
+
+- `cycle_run`: one whole cycle — mirror both systems, map, select, build, post, write back.
+- `order_pipeline_run`: the same stages for one order, as a webhook asks for it.
+- `orders_recheck`: build and post again the orders a fix may have released.
 
 Every stage is safe to re-run, so a cycle that stops half-way is finished by the next one. The
 report carries per-stage counts, the remote calls made, and every order that is blocked or
@@ -9,13 +13,47 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 
-from ledger_sync.models import OrderState, OrderSync, SyncRun, WriteBackStep
+from ledger_sync.errors import ApplicationError
+from ledger_sync.models import (
+    Counterparty,
+    Order,
+    OrderItem,
+    OrderState,
+    OrderSync,
+    SyncRun,
+    SyncState,
+    WriteBackStep,
+)
+from ledger_sync.services.atlas_mirror import (
+    AtlasMirrorAlreadyRunning,
+    atlas_mirror_records,
+    atlas_mirror_run,
+)
+from ledger_sync.services.counterparty_writeback import (
+    counterparty_mappings_write_back,
+    master_data_corrections_push,
+)
+from ledger_sync.services.gotransverse_mirror import (
+    GotransverseMirrorAlreadyRunning,
+    gotransverse_mirror_run,
+)
+from ledger_sync.services.journals import order_build_journal, orders_build_ready
+from ledger_sync.services.matching import counterparty_propose_matches
+from ledger_sync.services.order_selection import orders_select_candidates
+from ledger_sync.services.order_states import POSTABLE_STATES, WRITE_BACK_STATES
+from ledger_sync.services.posting import journals_post
+from ledger_sync.services.problems import problems_refresh_safely
+from ledger_sync.services.remote import (
+    atlas_client_from_settings,
+    gotransverse_client_from_settings,
+)
+from ledger_sync.services.writeback import write_backs_run
 
 logger = logging.getLogger(__name__)
 
@@ -80,25 +118,6 @@ def cycle_run(
 
     stage_done(stage) is called as each of STAGES ends and mirror_progress(entity, done, total)
     during the ATLAS mirror, so that a page can show how far a run has come."""
-    from ledger_sync.services.atlas_mirror import AtlasMirrorAlreadyRunning, atlas_mirror_run
-    from ledger_sync.services.counterparty_writeback import (
-        counterparty_mappings_write_back,
-        master_data_corrections_push,
-    )
-    from ledger_sync.services.gotransverse_mirror import (
-        GotransverseMirrorAlreadyRunning,
-        gotransverse_mirror_run,
-    )
-    from ledger_sync.services.journals import orders_build_ready
-    from ledger_sync.services.matching import counterparty_propose_matches
-    from ledger_sync.services.order_selection import orders_select_candidates
-    from ledger_sync.services.posting import journals_post
-    from ledger_sync.services.problems import problems_refresh_safely
-    from ledger_sync.services.remote import (
-        atlas_client_from_settings,
-        gotransverse_client_from_settings,
-    )
-    from ledger_sync.services.writeback import write_backs_run
 
     started = time.monotonic()
     report = CycleReport(trigger=trigger)
@@ -268,3 +287,176 @@ def _run_counts(run: SyncRun) -> dict[str, Any]:
     totals["status"] = run.status
     totals["api_calls"] = run.api_calls
     return totals
+
+
+class InboundProcessingError(ApplicationError):
+    """Processing could not finish; `retryable` says whether trying again later may help."""
+
+    def __init__(self, message: str, *, retryable: bool, details: dict[str, Any] | None = None):
+        super().__init__(message, details=details)
+        self.retryable = retryable
+
+
+@dataclass
+class OrderPipelineOutcome:
+    atlas_order_id: int
+    state: str = ""
+    steps: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"Order {self.atlas_order_id}: "
+            + "; ".join(self.steps)
+            + (f" → {self.state}" if self.state else "")
+        )
+
+
+def order_pipeline_run(
+    *,
+    atlas_order_id: int,
+    actor: str,
+    atlas_client: Any = None,
+    ledger_client: Any = None,
+) -> OrderPipelineOutcome:
+    """The journal pipeline for one order, as the cycle would run it, composed of the
+    pipeline's public services: re-fetch from ATLAS (order, items, counterparty) → map the
+    counterparty → select → build → post → write back. Each stage is idempotent, so a second
+    run (a duplicate or a replay) changes nothing that the first one did.
+
+    Raises InboundProcessingError (retryable) when ATLAS could not be read.
+    """
+
+    atlas = atlas_client or atlas_client_from_settings()
+    outcome = OrderPipelineOutcome(atlas_order_id=atlas_order_id)
+
+    # 1. Re-fetch: the order and, in the same run, its items (one OrderItem/GetByOrderIds call;
+    # an item ATLAS no longer lists is marked missing), and its counterparty when the mirror
+    # lacks it (the scheduled mirror keeps known counterparties fresh; one call saved per
+    # webhook). Two ATLAS calls for a known counterparty, four for a new one.
+    _mirrored(
+        atlas_mirror_records,
+        client=atlas,
+        entity="Order",
+        atlas_ids=[atlas_order_id],
+        with_items=True,
+    )
+    order = Order.objects.filter(atlas_id=atlas_order_id).first()
+    if order is None:
+        raise InboundProcessingError(
+            f"ATLAS did not return order {atlas_order_id}.",
+            retryable=False,
+            details={"atlas_order_id": atlas_order_id},
+        )
+    if order.counterparty_id is None:
+        _mirrored(
+            atlas_mirror_records,
+            client=atlas,
+            entity="Counterparty",
+            atlas_ids=[order.counterparty_atlas_id],
+        )
+        # The order's link to its counterparty is set when the order is mirrored again.
+        _mirrored(atlas_mirror_records, client=atlas, entity="Order", atlas_ids=[atlas_order_id])
+    item_ids = set(
+        OrderItem.objects.filter(order_atlas_id=atlas_order_id)
+        .exclude(sync_state=SyncState.MISSING)
+        .values_list("atlas_id", flat=True)
+    )
+    outcome.steps.append(f"re-fetched with {len(item_ids)} item(s)")
+    counterparty_propose_matches(
+        counterparties=Counterparty.objects.filter(atlas_id=order.counterparty_atlas_id)
+    )
+
+    # 2. Selection of this order only: a webhook about one order must not move another one
+    # (the cycle selects the rest on its own schedule, under its own actor).
+    orders_select_candidates(actor=actor, order_ids=[atlas_order_id])
+    order_sync = OrderSync.objects.filter(order__atlas_id=atlas_order_id).first()
+    if order_sync is None:
+        outcome.steps.append("not a candidate (not in a trigger status, or erpCode set)")
+        return outcome
+    outcome.steps.append(f"selected as {order_sync.state}")
+
+    # 3. Build.
+    if order_sync.state in (OrderState.READY, OrderState.JOURNAL_BUILT):
+        journal = order_build_journal(order_sync=order_sync, actor=actor)
+        order_sync.refresh_from_db()
+        outcome.steps.append(
+            f"journal {journal.source_transaction_reference} built"
+            if journal is not None
+            else f"not built ({order_sync.state})"
+        )
+
+    # 4. Post (the poster claims what is postable; this order among them).
+    if order_sync.state in POSTABLE_STATES:
+        ledger = ledger_client or gotransverse_client_from_settings()
+        # Only this order: a webhook must not post (or create drafts for) other orders that
+        # happen to be postable; the cycle does those on its own schedule.
+        report = journals_post(client=ledger, actor=actor, order_sync_ids=[order_sync.pk])
+        order_sync.refresh_from_db()
+        outcome.steps.append(f"posting: {report.posted} posted, {report.drafted} drafted")
+
+    # 5. Write back the ERP code and the invoice.
+    if order_sync.state in WRITE_BACK_STATES:
+        written = write_backs_run(client=atlas, order_sync_ids=[order_sync.pk])
+        order_sync.refresh_from_db()
+        outcome.steps.append(
+            f"write-back: {written.erp_codes_written} erpCode, "
+            f"{written.invoices_created + written.invoices_found} invoice"
+        )
+    outcome.state = order_sync.state
+    if order_sync.state == OrderState.BLOCKED:
+        outcome.steps.append(f"blocked: {order_sync.blocked_message}")
+    return outcome
+
+
+def _mirrored(mirror: Callable[..., SyncRun], **kwargs: Any) -> SyncRun:
+    run = mirror(trigger=SyncRun.Trigger.WEBHOOK, **kwargs)
+    if run.status == SyncRun.Status.FAILED:
+        raise InboundProcessingError(
+            f"Re-fetching {kwargs['entity']} from ATLAS failed: {run.error_message} "
+            f"(sync run {run.pk}).",
+            retryable=True,
+            details={"sync_run": run.pk},
+        )
+    return run
+
+
+@dataclass
+class RecheckResult:
+    examined: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    still_blocked: int = 0
+    sent: int = 0
+    posted: int = 0
+    drafts_created: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def orders_recheck(
+    *, order_sync_ids: Iterable[int], reason: str = "", client: object = None
+) -> RecheckResult:
+    """Re-check these orders now: the cycle's build stage for them alone (blocked orders whose
+    cause is gone are released, the others stay blocked with the current reason), then send
+    the journals built (posting claims each order, so a cycle running meanwhile never sends
+    one twice). Idempotent: an order no longer blocked or ready is left alone."""
+
+    actor = "system:recheck" + (f" ({reason})" if reason else "")
+    pks = sorted({int(pk) for pk in order_sync_ids})
+    result = RecheckResult(examined=len(pks))
+    result.outcomes = orders_build_ready(actor=actor[:150], order_sync_ids=pks)
+    built = list(
+        OrderSync.objects.filter(pk__in=pks, state=OrderState.JOURNAL_BUILT).values_list(
+            "pk", flat=True
+        )
+    )
+    result.still_blocked = OrderSync.objects.filter(pk__in=pks, state=OrderState.BLOCKED).count()
+    if built:
+        report = journals_post(client=client, actor=actor[:150], order_sync_ids=built)
+        result.sent, result.posted, result.drafts_created = (
+            report.sent,
+            report.posted,
+            report.drafted,
+        )
+    logger.info("orders.rechecked", extra={"reason": reason, **result.as_dict()})
+    return result
