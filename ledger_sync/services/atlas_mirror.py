@@ -50,7 +50,7 @@ from ledger_sync.models import (
     SyncRun,
     SyncState,
 )
-from ledger_sync.services.mirror_records import json_safe, raw_changes
+from ledger_sync.services.mirror_records import ATLAS_ENTITIES, json_safe, raw_changes
 from ledger_sync.services.problem_sources import MIRROR_KINDS
 from ledger_sync.services.problems import problems_refresh_safely
 from ledger_sync.services.sync_runs import (
@@ -66,16 +66,6 @@ SYSTEM = SyncRun.System.ATLAS
 # Rows written per transaction: big enough to be fast on SQLite, small enough that a writer
 # never holds the database lock for long and an IN list stays far under any parameter limit.
 WRITE_BATCH = 1000
-# Every entity of a full pass, in the order they are read (parents before children).
-ENTITIES = (
-    "CustomFieldType",
-    "CustomFieldDefinition",
-    "Counterparty",
-    "Order",
-    "OrderItem",
-    "Invoice",
-    "Payment",
-)
 ProgressCallback = Callable[[str, int, int], None]
 """progress(entity, done, total): called after each written batch (and once with done=0)."""
 
@@ -141,7 +131,7 @@ def atlas_mirror_records(
         raise ApplicationError("with_items applies to orders only.", details={"entity": entity})
     if entity not in SPECS:
         raise ApplicationError(
-            f"Unknown ATLAS entity {entity!r}; use one of {', '.join(ENTITIES)}.",
+            f"Unknown ATLAS entity {entity!r}; use one of {', '.join(ATLAS_ENTITIES)}.",
             details={"entity": entity},
         )
     ids = sorted({int(atlas_id) for atlas_id in atlas_ids})
@@ -162,7 +152,7 @@ def _claim_full_pass(*, trigger: str, user: Any) -> RunRecorder:
         system=SYSTEM,
         trigger=trigger,
         user=user,
-        entities=ENTITIES,
+        entities=ATLAS_ENTITIES,
         what="An ATLAS mirror pass",
         already_running=AtlasMirrorAlreadyRunning,
     )

@@ -8,12 +8,15 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django_q.brokers import get_broker
+from django_q.brokers.orm import ORM
+from django_q.conf import Conf
+from django_q.models import OrmQ
+from django_q.tasks import async_task
 
 
 def task_enqueue(func: str, *args: Any, task_name: str) -> None:
     """Queue a django-q2 task from inside a web request."""
-    from django_q.tasks import async_task
-
     async_task(func, *args, task_name=task_name, broker=_request_broker())
 
 
@@ -28,11 +31,6 @@ def _request_broker() -> Any:
     reconnects — a millisecond or more on the webhook's hot path. Django already manages the
     request's connection. Other brokers are used as configured.
     """
-    from django_q.brokers import get_broker
-    from django_q.brokers.orm import ORM
-    from django_q.conf import Conf
-    from django_q.models import OrmQ
-
     if "broker" not in _broker_cache:
         broker = get_broker()
         if type(broker) is ORM:

@@ -45,7 +45,16 @@ from ledger_sync.models import (
     SyncRun,
     SyncState,
 )
-from ledger_sync.services.mirror_records import json_safe, raw_changes, raw_content_hash
+from ledger_sync.services.mirror_records import (
+    ENTITY_ACCOUNT,
+    ENTITY_LEDGER,
+    ENTITY_PERIOD,
+    ENTITY_YEAR,
+    GOTRANSVERSE_ENTITIES,
+    json_safe,
+    raw_changes,
+    raw_content_hash,
+)
 from ledger_sync.services.problem_sources import MIRROR_KINDS
 from ledger_sync.services.problems import problems_refresh_safely
 from ledger_sync.services.rechecks import orders_recheck_after_reference_sync
@@ -58,15 +67,11 @@ from ledger_sync.services.sync_runs import (
 logger = logging.getLogger(__name__)
 
 SYSTEM = SyncRun.System.GOTRANSVERSE
-ENTITY_LEDGER = "Ledger"
-ENTITY_YEAR = "AccountingYear"
-ENTITY_PERIOD = "AccountingPeriod"
-ENTITY_ACCOUNT = "GLAccount"
-ENTITIES = (ENTITY_LEDGER, ENTITY_YEAR, ENTITY_PERIOD, ENTITY_ACCOUNT)
 
 LAST_SEEN_CHUNK = 500
 
-# progress(stage, done, total): stage is one of ENTITIES; total is None when not known yet.
+# progress(stage, done, total): stage is one of GOTRANSVERSE_ENTITIES; total is None when not
+# known yet.
 Progress = Callable[[str, int, int | None], None]
 
 
@@ -96,7 +101,7 @@ def gotransverse_mirror_run(
         system=SYSTEM,
         trigger=trigger,
         user=user,
-        entities=ENTITIES,
+        entities=GOTRANSVERSE_ENTITIES,
         what="A Gotransverse reference-data pass",
         already_running=GotransverseMirrorAlreadyRunning,
     )
@@ -154,7 +159,7 @@ class _Mirror:
         return self.recorder.run
 
     def run(self, *, client: Any, ledger_id: int) -> None:
-        for entity in ENTITIES:
+        for entity in GOTRANSVERSE_ENTITIES:
             self.missing.setdefault(entity, 0)
         ledger_raw = _fetch_ledger_raw(client, ledger_id)
         ledger = self.mirror_ledger(ledger_id, ledger_raw)

@@ -22,6 +22,7 @@ import hmac
 import logging
 import traceback
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -242,8 +243,6 @@ def _own_statement_or_savepoint() -> Any:
     unique violation leaves nothing to roll back (BEGIN and COMMIT would be two more round trips
     on the hot path). Inside a caller's transaction, a savepoint keeps that transaction usable
     after the violation."""
-    from contextlib import nullcontext
-
     if transaction.get_connection().in_atomic_block:
         return transaction.atomic()
     return nullcontext()
@@ -359,7 +358,6 @@ def inbound_delivery_process(
 def _order_status_changed(
     delivery: InboundDelivery, *, atlas_client: Any, ledger_client: Any
 ) -> tuple[str, str]:
-
     if delivery.entity_type and delivery.entity_type != "Order":
         return InboundDelivery.State.IGNORED, (
             f"entityType {delivery.entity_type!r} is not an order."

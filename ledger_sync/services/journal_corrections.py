@@ -37,6 +37,9 @@ from ledger_sync.services.ledger_records import (
 )
 from ledger_sync.services.order_states import (
     POSTED_STATES,
+    actor_for,
+    order_note_record,
+    order_transition,
 )
 from ledger_sync.services.posting import (
     PostingError,
@@ -190,8 +193,6 @@ def order_retry(*, order_sync: OrderSync, user: Any = None, actor: str = "") -> 
     that follows records FAILED → POSTING after asking the ledger for the reference. An order
     that is no longer FAILED (the cycle retried it meanwhile) is left alone, nothing recorded.
     """
-    from ledger_sync.services.order_states import actor_for, order_note_record
-
     retried = OrderSync.objects.filter(pk=order_sync.pk, state=OrderState.FAILED).update(
         next_attempt_at=None
     )
@@ -334,7 +335,5 @@ def _refreshed(journal: Journal) -> Journal:
 
 def _transition(order_sync: OrderSync, to_state: str, **kwargs: Any) -> OrderSync:
     """One guarded transition, recorded at once (order_transition updates `order_sync`)."""
-    from ledger_sync.services.order_states import order_transition
-
     order_transition(order_sync=order_sync, to_state=to_state, **kwargs)
     return order_sync

@@ -26,7 +26,6 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -34,16 +33,19 @@ from rapidfuzz import fuzz, process
 
 from ledger_sync.errors import ApplicationError, InvalidTransition
 from ledger_sync.models import (
+    Counterparty,
     CounterpartyMapping,
     ErpParty,
     MatchProposal,
     WriteBackState,
 )
+from ledger_sync.services.counterparty_writeback import counterparty_mappings_write_back
 from ledger_sync.services.match_decisions import (
     approval_refuse_unconfirmed,
     erp_codes_refuse_taken,
     erp_parties_lock,
     match_proposals_risks,
+    require_match_approver,
 )
 from ledger_sync.services.normalise import (
     iban_compact,
@@ -65,9 +67,6 @@ POINTS_NAME_MAX = 35
 NAME_SIMILARITY_FLOOR = 60
 # How many name look-alikes to score per counterparty before keeping the best `limit`.
 NAME_SHORTLIST = 10
-
-APPROVE_PERMISSION = "ledger_sync.approve_matchproposal"
-
 
 # --- the engine ---------------------------------------------------------------------------------
 
@@ -314,8 +313,6 @@ def counterparty_propose_matches(
     proposals: pairs already approved, rejected or superseded are left as they are, and a
     rejected pair is never proposed again. Safe to run again at any time.
     """
-    from ledger_sync.models import Counterparty
-
     now = now or timezone.now()
     limit = limit or int(getattr(settings, "ERP_MATCH_CANDIDATES", 3))
     queryset = counterparties if counterparties is not None else Counterparty.objects.all()
@@ -506,12 +503,6 @@ def _proposals_plan(
         summary.counterparty_ids_without_candidates.append(counterparty_id)
 
 
-def require_match_approver(user: Any) -> None:
-    """Refuse anyone without the finance lead's permission to decide on matches."""
-    if user is None or not user.has_perm(APPROVE_PERMISSION):
-        raise PermissionDenied("Only a finance lead may approve or reject match proposals.")
-
-
 @dataclass
 class ApprovalResult:
     mappings: list[CounterpartyMapping]
@@ -554,8 +545,6 @@ def match_proposal_approve(
     )
     result = ApprovalResult(mappings=mappings)
     if write_back and mappings:
-        from ledger_sync.services.counterparty_writeback import counterparty_mappings_write_back
-
         result.write_back = counterparty_mappings_write_back(
             mappings=CounterpartyMapping.objects.filter(pk__in=[m.pk for m in mappings]),
             client=client,
@@ -706,8 +695,6 @@ def counterparty_create_erp_party(
     mapping = _erp_party_create_and_map(counterparty=counterparty, user=user, role=role, now=now)
     orders_recheck_enqueue(reason="ERP party created", counterparty_ids=[mapping.counterparty_id])
     if write_back:
-        from ledger_sync.services.counterparty_writeback import counterparty_mappings_write_back
-
         counterparty_mappings_write_back(
             mappings=CounterpartyMapping.objects.filter(pk=mapping.pk), client=client
         )
@@ -719,8 +706,6 @@ def counterparty_create_erp_party(
 def _erp_party_create_and_map(
     *, counterparty: Any, user: Any, role: str, now: datetime
 ) -> CounterpartyMapping:
-    from ledger_sync.models import Counterparty
-
     counterparty = Counterparty.objects.select_for_update().get(pk=counterparty.pk)
     if CounterpartyMapping.objects.filter(counterparty=counterparty).exists():
         raise InvalidTransition(f"Counterparty {counterparty} is already mapped to an ERP code.")

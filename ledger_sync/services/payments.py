@@ -51,9 +51,16 @@ from ledger_sync.models import (
     WriteBackStep,
 )
 from ledger_sync.models.inbound import CallbackState
-from ledger_sync.services.background import backoff_delay
+from ledger_sync.services.background import backoff_delay, task_enqueue
 from ledger_sync.services.claims import row_claim
-from ledger_sync.services.order_states import PAYMENT_STATES_FROM
+from ledger_sync.services.order_states import (
+    PAYMENT_STATES_FROM,
+    POSTED_STATES,
+    order_transition,
+    transition_allowed,
+)
+from ledger_sync.services.remote import atlas_client_from_settings
+from ledger_sync.services.writeback import issued_invoice_record_from_erp, write_backs_run
 
 logger = logging.getLogger(__name__)
 
@@ -381,8 +388,6 @@ def _same_or_conflict(existing: Any, fingerprint: str, what: str) -> Any:
 
 def _enqueue(func: str) -> Callable[[int], None]:
     def queue(pk: int) -> None:
-        from ledger_sync.services.background import task_enqueue
-
         task_enqueue(func, pk, task_name=f"{func.rsplit('.', 1)[-1]}-{pk}")
 
     return queue
@@ -394,7 +399,6 @@ def _enqueue(func: str) -> Callable[[int], None]:
 def _client(client: Any) -> Any:
     if client is not None:
         return client
-    from ledger_sync.services.remote import atlas_client_from_settings
 
     return atlas_client_from_settings()
 
@@ -742,8 +746,6 @@ def settlements_due(*, now: datetime, limit: int) -> list[int]:
 def order_payment_state_update(*, atlas_order_id: int | None, paid_in_full: bool) -> bool:
     """Move the order to PARTIALLY_PAID or PAID when the state machine allows it (an order that
     is not ours, or already further, is left as it is); True when it moved."""
-    from ledger_sync.services.order_states import order_transition, transition_allowed
-
     if atlas_order_id is None:
         return False
     order_sync = OrderSync.objects.filter(order__atlas_id=atlas_order_id).first()
@@ -825,8 +827,6 @@ def invoice_report_accept(
 ) -> tuple[InvoiceReport, bool]:
     """Store the ERP's report of an invoice it issued for an order, checked against the order
     and its posted journal, and queue its creation in ATLAS; (report, created)."""
-    from ledger_sync.services.order_states import POSTED_STATES
-
     fingerprint = request.fingerprint()
     repeat = _repeat_of(InvoiceReport, request.external_id, fingerprint, "invoice")
     if repeat is not None:
@@ -947,8 +947,6 @@ def invoice_report_deliver(
 ) -> InvoiceReport | None:
     """Hand the ERP's invoice to the order's write-back, which looks it up in ATLAS by
     externalId and creates it through Invoice/Post when it is not there."""
-    from ledger_sync.services.writeback import issued_invoice_record_from_erp, write_backs_run
-
     now = now or timezone.now()
     states = [CallbackState.ACCEPTED, CallbackState.FAILED]
     if not row_claim(InvoiceReport, report_id, states=states, now=now):

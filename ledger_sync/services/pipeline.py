@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Count
 
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import (
@@ -118,7 +119,6 @@ def cycle_run(
 
     stage_done(stage) is called as each of STAGES ends and mirror_progress(entity, done, total)
     during the ATLAS mirror, so that a page can show how far a run has come."""
-
     started = time.monotonic()
     report = CycleReport(trigger=trigger)
     atlas = atlas_client or atlas_client_from_settings()
@@ -218,7 +218,6 @@ class _Stopwatch:
 
 
 def orders_by_state() -> dict[str, int]:
-    from django.db.models import Count
 
     return dict(OrderSync.objects.values_list("state").annotate(n=Count("pk")).order_by("state"))
 
@@ -325,7 +324,6 @@ def order_pipeline_run(
 
     Raises InboundProcessingError (retryable) when ATLAS could not be read.
     """
-
     atlas = atlas_client or atlas_client_from_settings()
     outcome = OrderPipelineOutcome(atlas_order_id=atlas_order_id)
 
@@ -440,7 +438,6 @@ def orders_recheck(
     cause is gone are released, the others stay blocked with the current reason), then send
     the journals built (posting claims each order, so a cycle running meanwhile never sends
     one twice). Idempotent: an order no longer blocked or ready is left alone."""
-
     actor = "system:recheck" + (f" ({reason})" if reason else "")
     pks = sorted({int(pk) for pk in order_sync_ids})
     result = RecheckResult(examined=len(pks))

@@ -62,6 +62,7 @@ from ledger_sync.services.order_states import (
     TransitionBatch,
 )
 from ledger_sync.services.remote import gotransverse_client_from_settings, gotransverse_ledger_id
+from ledger_sync.services.writeback import write_back_steps_open_many
 
 logger = logging.getLogger(__name__)
 
@@ -660,8 +661,6 @@ def _record_failure(items: list[_Item], *, error: GotransverseError, report: Pos
 
 def _write_back_steps_open(order_syncs: list[OrderSync]) -> None:
     """After a posting: the ERP code is (re)written for this revision; the invoice once."""
-    from ledger_sync.services.writeback import write_back_steps_open_many
-
     write_back_steps_open_many(order_sync_ids=[o.pk for o in order_syncs])
 
 

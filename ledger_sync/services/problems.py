@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ from django.utils import timezone
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import Problem
 from ledger_sync.services.admin_links import admin_change_url
+from ledger_sync.services.problem_sources import Observation, problem_sources
 
 logger = logging.getLogger(__name__)
 
@@ -44,21 +45,6 @@ URL_MAX = 500
 
 K = Problem.Kind
 S = Problem.Status
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One problem as a source shows it now. `seen_at` is when the source last met it (a later
-    value than the row's last seen is a new occurrence); `count` is the source's own count of
-    occurrences when it keeps one (attempts), taken as a floor for the row's count."""
-
-    key: str
-    message: str
-    seen_at: datetime
-    record_label: str = ""
-    fix_url: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-    count: int | None = None
 
 
 @dataclass
@@ -308,8 +294,6 @@ def problems_refresh(
     """Read every registered source (or those of `kinds`) and fold it into the queue; what
     changed per kind. A source that fails is logged and its kind left as it was (nothing is
     resolved on a read that did not happen); the other kinds are still refreshed."""
-    from ledger_sync.services.problem_sources import problem_sources
-
     wanted = None if kinds is None else set(kinds)
     now = now or timezone.now()
     by_kind: dict[str, list[Callable[[], Iterable[Observation]]]] = {}
@@ -422,7 +406,6 @@ __all__ = [
     "URL_MAX",
     "FoldResult",
     "K",
-    "Observation",
     "S",
     "logger",
     "problem_report",

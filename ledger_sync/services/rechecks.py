@@ -34,7 +34,6 @@ S = OrderState
 
 
 def _rebuildable_blocked() -> Q:
-
     return Q(state=S.BLOCKED) & ~Q(blocked_reason__in=MANUAL_ONLY_REASONS)
 
 

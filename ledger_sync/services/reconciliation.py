@@ -51,7 +51,12 @@ from ledger_sync.models import (
 from ledger_sync.selectors import reconciliation as read
 from ledger_sync.services import reconciliation_checks as checks
 from ledger_sync.services.admin_links import admin_url
+from ledger_sync.services.atlas_mirror import AtlasMirrorAlreadyRunning, atlas_mirror_run
 from ledger_sync.services.problems import problems_refresh_safely
+from ledger_sync.services.remote import (
+    atlas_client_from_settings,
+    gotransverse_client_from_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +94,6 @@ def reconciliation_run(
     """Reconcile `period` (YYYY-MM; None = every period) and record the run and its
     differences. Raises ReconciliationPeriodInvalid for a bad period (nothing recorded); a
     remote failure is recorded on the run (status FAILED) and the run is returned."""
-    from ledger_sync.services.remote import (
-        atlas_client_from_settings,
-        gotransverse_client_from_settings,
-    )
-
     ledger = _ledger()
     periods = read.reconciliation_periods(ledger=ledger)
     scope = _Scope(period=_period(period, periods))
@@ -203,8 +203,6 @@ def _mirror_atlas(client: Any, *, trigger: str, user: Any) -> list[str]:
     """A fresh ATLAS mirror pass, so that "ATLAS now" is now. A pass already running is not
     waited for (the mirror as it stands is compared, and the run says so); a failed pass fails
     the reconciliation, since stale invoices and payments would show false differences."""
-    from ledger_sync.services.atlas_mirror import AtlasMirrorAlreadyRunning, atlas_mirror_run
-
     try:
         # The mirror run is recorded with our trigger when it is one SyncRun knows.
         mirror_trigger = trigger if trigger in SyncRun.Trigger.values else SyncRun.Trigger.COMMAND

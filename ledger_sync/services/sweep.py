@@ -63,7 +63,6 @@ def inbound_sweep(
     failed transiently, payments and invoice reports not yet in ATLAS (ATLAS was down),
     settlements still to send, and orders whose paid state waited for their write-back.
     Bounded per run; the schedule runs it every minute."""
-
     now = now or timezone.now()
     report = SweepReport()
     stale = now - timedelta(seconds=settings.INBOUND_CLAIM_TIMEOUT_SECONDS)

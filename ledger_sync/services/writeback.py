@@ -40,8 +40,10 @@ from ledger_sync.models import (
     WriteBackStep,
 )
 from ledger_sync.services.background import backoff_delay
+from ledger_sync.services.claims import orders_claim, orders_release, worker_id_new
 from ledger_sync.services.db import rows_update
 from ledger_sync.services.order_states import WRITE_BACK_STATES, OrderProblem, TransitionBatch
+from ledger_sync.services.remote import atlas_client_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -156,11 +158,7 @@ def write_backs_run(
     same order at once: the externalId lookup before creating an invoice is only a guarantee
     when nobody else creates it in between.
     """
-    from ledger_sync.services.claims import orders_claim, orders_release, worker_id_new
-
     if client is None:
-        from ledger_sync.services.remote import atlas_client_from_settings
-
         client = atlas_client_from_settings()
     report = WriteBackReport()
     calls_before = client.stats.requests

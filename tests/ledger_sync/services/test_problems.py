@@ -21,8 +21,8 @@ from ledger_sync.models import (
     WriteBackStep,
 )
 from ledger_sync.models.inbound import CallbackState
+from ledger_sync.services.problem_sources import Observation
 from ledger_sync.services.problems import (
-    Observation,
     problem_report,
     problem_report_safely,
     problems_fold,

@@ -221,7 +221,7 @@ def test_a_cycle_skips_the_gotransverse_pass_while_another_runs_and_goes_on(sand
     from django.utils import timezone
 
     from ledger_sync.models import SyncRun
-    from ledger_sync.services.gotransverse_mirror import ENTITIES
+    from ledger_sync.services.mirror_records import GOTRANSVERSE_ENTITIES as ENTITIES
     from ledger_sync.services.pipeline import cycle_run
 
     _, ledger = sandboxes
