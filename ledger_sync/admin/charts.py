@@ -76,6 +76,8 @@ def _chart(chart_type: type, *, title: str, x_labels: list[str]) -> Any:
         truncate_label=-1,
         margin=12,
         title=title,
+        # The axis reads as the amounts do: 1,400,000, not 1400000.
+        value_formatter=lambda value: f"{value:,.0f}",
     )
     chart.x_labels = x_labels
     return chart

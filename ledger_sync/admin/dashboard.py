@@ -6,7 +6,7 @@ accountants theirs (drafts, blocked orders); problems everyone watches come afte
 of every card is taken in one query (selectors.dashboard.dashboard_counts), so the page costs
 the same whatever the number of orders.
 
-To add a card (e.g. "Error queue", "Last reconciliation"), register it here:
+To add a card, register it here:
 
     dashboard_card_register(CountCard(key="problems", title="Error queue", role=None,
         lines=(CardLine("Open problems", lambda: Problem.objects.filter(status="open"),
@@ -28,6 +28,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from ledger_sync.admin.display import counted, when
+from ledger_sync.models import ReconciliationRun
 from ledger_sync.selectors.dashboard import (
     Pipeline,
     cashflow_per_month,
@@ -35,6 +37,7 @@ from ledger_sync.selectors.dashboard import (
     job_runs_latest,
     order_pipeline,
     posted_per_period,
+    reconciliation_run_latest,
     schedule_last_runs,
 )
 from ledger_sync.services.roles import ACCOUNTANT, FINANCE_LEAD
@@ -69,7 +72,7 @@ class CardView:
 
     key: str
     title: str
-    figure: int
+    figure: int | str  # a count, or a word where there is none ("—", "Failed")
     button: str
     url: str
     lines: list[dict[str, Any]] = field(default_factory=list)
@@ -192,6 +195,79 @@ class BlockedOrdersCard(DashboardCard):
             lines=lines,
             help="Each order says what blocks it and links to what fixes it.",
             tone="todo" if figure else "calm",
+        )
+
+
+class LastReconciliationCard(DashboardCard):
+    """The latest reconciliation run: its result, how many differences, when; the button opens
+    that run's differences (or the run itself when it found none or failed). Its own query: a
+    run is one row, not a count to fold into the page's counting query."""
+
+    key = "last_reconciliation"
+    title = "Last reconciliation"
+    role = None
+    section = PROBLEMS
+
+    def visible_to(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("ledger_sync.view_reconciliationrun")
+
+    def view(self, request: HttpRequest, data: DashboardData) -> CardView:
+        run = reconciliation_run_latest()
+        if run is None:
+            return CardView(
+                key=self.key,
+                title=self.title,
+                figure="—",
+                button="Open reconciliation runs",
+                url=reverse("admin:ledger_sync_reconciliationrun_changelist"),
+                help="No reconciliation has run yet (Reconcile now on that page).",
+                tone="calm",
+            )
+        scope = run.period or "all periods"
+        run_url = reverse("admin:ledger_sync_reconciliationrun_change", args=[run.pk])
+        if run.status == ReconciliationRun.Status.RUNNING:
+            return CardView(
+                key=self.key,
+                title=self.title,
+                figure="…",
+                button="See the run",
+                url=run_url,
+                help=f"Running ({scope}) since {when(run.started_at)}.",
+                tone="calm",
+            )
+        finished = when(run.finished_at or run.started_at)
+        if run.status == ReconciliationRun.Status.FAILED:
+            first_line = (run.error or "no error recorded").strip().splitlines()[0][:160]
+            return CardView(
+                key=self.key,
+                title=self.title,
+                figure="Failed",
+                button="See the run",
+                url=run_url,
+                help=f"Failed ({scope}) at {finished}: {first_line}",
+                tone="problem",
+            )
+        if not run.difference_count:
+            return CardView(
+                key=self.key,
+                title=self.title,
+                figure=0,
+                button="See the run",
+                url=run_url,
+                help=f"Everything agrees ({scope}), {finished}.",
+                tone="calm",
+            )
+        return CardView(
+            key=self.key,
+            title=self.title,
+            figure=run.difference_count,
+            button="See the differences",
+            url=reverse("admin:ledger_sync_reconciliationdifference_changelist")
+            + "?"
+            + urlencode({"run__id__exact": run.pk}),
+            help=f"{counted(run.difference_count, 'difference', 'differences')} found "
+            f"({scope}), {finished}.",
+            tone="problem",
         )
 
 
@@ -465,6 +541,7 @@ def _register_default_cards() -> None:
                 ),
             ),
         ),
+        LastReconciliationCard(),
         CountCard(
             key="tasks_failed",
             title="Failed tasks",
@@ -573,6 +650,7 @@ __all__ = [
     "CardView",
     "CountCard",
     "DashboardCard",
+    "LastReconciliationCard",
     "dashboard_card_register",
     "dashboard_context",
 ]

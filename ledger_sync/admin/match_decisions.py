@@ -79,7 +79,11 @@ def _rows(proposals: Sequence[MatchProposal], risks: dict[int, Sequence[str]]) -
     ]
 
 
-def _page(modeladmin: Any, request: HttpRequest, *, title: str, **context: Any) -> TemplateResponse:
+def confirmation_page(
+    modeladmin: Any, request: HttpRequest, *, title: str, **context: Any
+) -> TemplateResponse:
+    """The page asking before a decision: `intro`, the rows decided, `hidden` fields posted back
+    with `confirm`, `submit_label`, `cancel_url` (see the template for the rest)."""
     context = {
         **modeladmin.admin_site.each_context(request),
         "title": title,
@@ -157,7 +161,7 @@ def approve_with_confirmation(
             )
             return None
     count, risky = len(proposals), len(risks)
-    return _page(
+    return confirmation_page(
         modeladmin,
         request,
         title=ngettext("Approve this match?", "Approve these %(count)d matches?", count)
@@ -220,7 +224,7 @@ def reject_with_confirmation(
         )
         return None
     count = len(proposals)
-    return _page(
+    return confirmation_page(
         modeladmin,
         request,
         title=ngettext("Reject this candidate?", "Reject these %(count)d candidates?", count)
@@ -252,7 +256,7 @@ def undo_page(
         return None
     check = match_proposal_undo_check(proposal=proposal)
     decision = "approval" if proposal.status == MatchProposal.Status.APPROVED else "rejection"
-    return _page(
+    return confirmation_page(
         modeladmin,
         request,
         title=f"Undo the {decision} of {proposal.erp_party.code} for {proposal.counterparty}?",

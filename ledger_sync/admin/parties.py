@@ -32,6 +32,7 @@ from import_export.formats import base_formats
 from ledger_sync.admin.display import counted
 from ledger_sync.admin.match_decisions import (
     approve_with_confirmation,
+    confirmation_page,
     enqueue_write_back,
     reject_with_confirmation,
     undo_page,
@@ -74,6 +75,8 @@ from ledger_sync.services.matching import auto_suggest_score, counterparty_creat
 
 PUSH_CORRECTIONS_TASK = "ledger_sync.tasks.master_data_corrections_push_task"
 PROPOSE_TASK = "ledger_sync.tasks.propose_matches_task"
+# What accountants call the fields a master-data correction changes.
+CORRECTION_FIELD_LABELS = {"gl_account": "GL account", "iban": "IBAN", "swift_bic": "SWIFT/BIC"}
 
 
 def _enqueue_push(correction_ids: list[int]) -> None:
@@ -407,6 +410,13 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
                 return page or back
             elif "no_match" in request.POST:
                 counterparty = get_object_or_404(CounterpartyMatching, pk=request.POST["no_match"])
+                if "confirm" not in request.POST:
+                    return self._no_match_page(
+                        request,
+                        [counterparty],
+                        hidden=[*hidden, ("no_match", counterparty.pk)],
+                        cancel_url=back_url,
+                    )
                 self._create_parties(request, [counterparty])
         except ApplicationError as error:
             self.message_user(request, error.message, messages.ERROR)
@@ -431,6 +441,87 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
         back_url = reverse("admin:ledger_sync_counterpartymatching_changelist")
         page = undo_page(self, request, proposal, back_url=back_url)
         return page or HttpResponseRedirect(back_url)
+
+    def _no_match_page(
+        self,
+        request: HttpRequest,
+        counterparties: list[Any],
+        *,
+        hidden: list[tuple[str, Any]],
+        cancel_url: str,
+    ) -> HttpResponse:
+        """Ask before "no match": which ERP parties will be created from which ATLAS data; a
+        counterparty that still has open candidates is marked (the party may already exist)."""
+        candidates: dict[int, list[MatchProposal]] = {}
+        for proposal in (
+            MatchProposal.objects.filter(
+                counterparty__in=counterparties, status=MatchProposal.Status.PROPOSED
+            )
+            .select_related("erp_party")
+            .order_by("rank", "-score")
+        ):
+            candidates.setdefault(proposal.counterparty_id, []).append(proposal)
+        rows = []
+        for counterparty in counterparties:
+            open_ones = candidates.get(counterparty.pk, [])
+            risks = []
+            if open_ones:
+                best = open_ones[0]
+                risks.append(
+                    ngettext(
+                        "%(count)d open candidate (best %(code)s, score %(score)d): check the "
+                        "ERP party does not exist already.",
+                        "%(count)d open candidates (best %(code)s, score %(score)d): check the "
+                        "ERP party does not exist already.",
+                        len(open_ones),
+                    )
+                    % {"count": len(open_ones), "code": best.erp_party.code, "score": best.score}
+                )
+            rows.append(
+                {
+                    "cells": [
+                        f"{counterparty.name} (ATLAS {counterparty.atlas_id})",
+                        counterparty.legal_name or counterparty.name,
+                        counterparty.vat or "—",
+                        _iban_display(counterparty.iban),
+                    ],
+                    "risks": risks,
+                }
+            )
+        count, risky = len(counterparties), sum(1 for row in rows if row["risks"])
+        return confirmation_page(
+            self,
+            request,
+            title=ngettext(
+                "Create an ERP party for this counterparty?",
+                "Create ERP parties for these %(count)d counterparties?",
+                count,
+            )
+            % {"count": count},
+            intro=ngettext(
+                "A new ERP party is created from the ATLAS data below with the next free code; "
+                "the counterparty is mapped to it and the code written to ATLAS as its "
+                "externalId.",
+                "A new ERP party is created for each counterparty below from its ATLAS data, "
+                "each with the next free code; each counterparty is mapped to its party and the "
+                "code written to ATLAS as its externalId.",
+                count,
+            ),
+            columns=["ATLAS counterparty", "Legal name", "VAT number", "IBAN"],
+            table_rows=rows,
+            risky_count=risky,
+            risky_warning=ngettext(
+                "%(count)d counterparty still has candidates; creating confirms a new party "
+                "anyway.",
+                "%(count)d counterparties still have candidates; creating confirms new parties "
+                "anyway.",
+                risky,
+            )
+            % {"count": risky},
+            hidden=hidden,
+            submit_label=ngettext("Create the ERP party", "Create the ERP parties", count),
+            cancel_url=cancel_url,
+        )
 
     def _create_parties(self, request: HttpRequest, counterparties: list[Any]) -> None:
         created = []
@@ -502,9 +593,17 @@ class CounterpartyMatchingAdmin(_DecisionMixin, ReadOnlyPermissions, admin.Model
     @admin.action(
         description="No match: create a new ERP party for each selected", permissions=["approve"]
     )
-    def create_erp_party(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def create_erp_party(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        selected = list(queryset)
+        if "confirm" not in request.POST:
+            return self._no_match_page(
+                request,
+                selected,
+                hidden=_action_fields("create_erp_party", selected),
+                cancel_url=request.get_full_path(),
+            )
         try:
-            self._create_parties(request, list(queryset))
+            self._create_parties(request, selected)
         except ApplicationError as error:
             self.message_user(request, error.message, messages.ERROR)
 
@@ -774,7 +873,11 @@ class MasterDataCorrectionAdmin(_DecisionMixin, admin.ModelAdmin):
             "",
             "<div>{}: {} → <b>{}</b></div>",
             (
-                (name, shown(name, obj.before.get(name)), shown(name, value))
+                (
+                    CORRECTION_FIELD_LABELS.get(name, name),
+                    shown(name, obj.before.get(name)),
+                    shown(name, value),
+                )
                 for name, value in obj.after.items()
             ),
         )
@@ -799,7 +902,9 @@ class MasterDataCorrectionAdmin(_DecisionMixin, admin.ModelAdmin):
         )
 
     @admin.action(description="Approve selected and push them to ATLAS", permissions=["approve"])
-    def approve_and_push(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def approve_and_push(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        if "confirm" not in request.POST:
+            return self._approval_page(request, list(queryset.select_related("counterparty")))
         try:
             master_data_correction_approve(corrections=queryset, user=request.user, push=False)
         except ApplicationError as error:
@@ -811,6 +916,68 @@ class MasterDataCorrectionAdmin(_DecisionMixin, admin.ModelAdmin):
             request,
             f"Approved {counted(len(ids), 'correction', 'corrections')}; pushing to ATLAS.",
             messages.SUCCESS,
+        )
+
+    def _approval_page(
+        self, request: HttpRequest, corrections: list[MasterDataCorrection]
+    ) -> HttpResponse:
+        """Ask before approving: each change as it will reach ATLAS; a correction whose field
+        changed in ATLAS since it was requested, or that is no longer a draft, is marked."""
+        rows = []
+        for correction in corrections:
+            risks = []
+            if correction.status != MasterDataCorrection.Status.DRAFT:
+                risks.append(
+                    f"It is {correction.get_status_display().lower()}; only a draft can be "
+                    "approved."
+                )
+            for name in correction.after:
+                requested_from = correction.before.get(name) or ""
+                now_in_atlas = getattr(correction.counterparty, name, "") or ""
+                if requested_from != now_in_atlas:
+                    shown = _iban_display(now_in_atlas) if name == "iban" else now_in_atlas
+                    risks.append(
+                        f"{CORRECTION_FIELD_LABELS.get(name, name)} changed in ATLAS since the "
+                        f"request (now {shown or '—'}); approving overwrites it."
+                    )
+            rows.append(
+                {
+                    "cells": [
+                        str(correction.counterparty),
+                        self.change_summary(correction),
+                        correction.reason or "—",
+                        correction.requested_by.get_username() if correction.requested_by else "—",
+                    ],
+                    "risks": risks,
+                }
+            )
+        count, risky = len(corrections), sum(1 for row in rows if row["risks"])
+        return confirmation_page(
+            self,
+            request,
+            title=ngettext(
+                "Approve this correction?", "Approve these %(count)d corrections?", count
+            )
+            % {"count": count},
+            intro=ngettext(
+                "The change below is pushed to ATLAS (Counterparty/Post) once approved.",
+                "The changes below are pushed to ATLAS (Counterparty/Post) once approved.",
+                count,
+            ),
+            columns=["Counterparty", "Change", "Reason", "Requested by"],
+            table_rows=rows,
+            risky_count=risky,
+            risky_warning=ngettext(
+                "%(count)d correction needs checking (see why above).",
+                "%(count)d corrections need checking (see why above).",
+                risky,
+            )
+            % {"count": risky},
+            hidden=_action_fields("approve_and_push", corrections),
+            submit_label=ngettext("Approve and push", "Approve and push them", count),
+            cancel_url=request.get_full_path(),
+            breadcrumb_url=reverse("admin:ledger_sync_masterdatacorrection_changelist"),
+            breadcrumb_label="Master-data corrections",
         )
 
     @admin.action(description="Push failed corrections again", permissions=["approve"])

@@ -86,7 +86,9 @@ class OrderSync(models.Model):
         '[{"reason", "message", "fix_url"}]. blocked_reason/message/fix_url repeat the first.',
     )
     waiting_on_items = models.JSONField(
-        default=list, blank=True, help_text="ATLAS ids of the items still in status 0 or 1."
+        default=list,
+        blank=True,
+        help_text="ATLAS ids of the items still Calculated or Edited (not yet In order).",
     )
     revision = models.PositiveIntegerField(default=1, help_text="Journal revision to post next.")
     attempts = models.PositiveIntegerField(default=0)

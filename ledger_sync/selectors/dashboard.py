@@ -27,7 +27,14 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, TruncMonth
 
-from ledger_sync.models import JobRun, Journal, OrderItem, OrderState, OrderSync
+from ledger_sync.models import (
+    JobRun,
+    Journal,
+    OrderItem,
+    OrderState,
+    OrderSync,
+    ReconciliationRun,
+)
 from ledger_sync.services.order_states import POSTED_STATES
 
 ZERO = Decimal("0.00")
@@ -248,3 +255,12 @@ def job_runs_latest() -> dict[str, JobRun]:
         newest |= Q(pk__in=JobRun.objects.filter(kind=kind).order_by("-requested_at", "-id")[:1])
     runs = JobRun.objects.filter(newest).select_related("requested_by", "sync_run")
     return {run.kind: run for run in runs}
+
+
+def reconciliation_run_latest() -> ReconciliationRun | None:
+    """The latest reconciliation run (running, done or failed), or None; one query."""
+    return (
+        ReconciliationRun.objects.order_by("-started_at", "-id")
+        .only("status", "period", "error", "started_at", "finished_at", "difference_count")
+        .first()
+    )

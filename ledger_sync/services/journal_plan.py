@@ -339,7 +339,7 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
     if not bookable:
         add(
             BlockedReason.NO_BOOKABLE_ITEMS,
-            f"Order {reference} has no item in status 2 (In Order); there is nothing to book. "
+            f"Order {reference} has no item In order; there is nothing to book. "
             "Put its items in the order in ATLAS, or move the order out of the trigger status.",
             fix_url_order(order),
         )

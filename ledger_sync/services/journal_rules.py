@@ -16,9 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from integration import wire
-from ledger_sync.models import (
-    BlockedReason,
-)
+from ledger_sync.models import BlockedReason, Order
 
 CENT = Decimal("0.01")
 
@@ -461,6 +459,24 @@ def _money(amount: Decimal, currency: str) -> str:
     return f"{amount:,.2f} {currency}".strip()
 
 
+# Order-history notes and messages are read by accountants: ATLAS's item statuses by their names
+# (0 Calculated, 1 Edited, 2 In order), never their numbers or the wire's field names.
+ALL_IN_ORDER = "every item In order"
+
+
+def items_counted(count: int) -> str:
+    return f"{count:,} item" if count == 1 else f"{count:,} items"
+
+
+def waiting_note(item_ids: Sequence[int]) -> str:
+    listed = ", ".join(str(item_id) for item_id in item_ids)
+    return f"waiting for ATLAS items {listed}: still Calculated or Edited, not yet In order"
+
+
+def selected_note(order: Order) -> str:
+    return f"selected (ATLAS status “{order.status}”, no ERP document code yet)"
+
+
 def _has_cents_only(amount: Decimal) -> bool:
     return amount.is_finite() and amount == amount.quantize(CENT)
 
@@ -516,7 +532,7 @@ def journal_lines_problems(
             JournalProblem(
                 BlockedReason.TOTALS_DISAGREE,
                 f"Order {reference} has totalAmount {_money(order.total_amount, currency)}, but "
-                f"its {len(items)} item(s) in status 2 add up to "
+                f"its {items_counted(len(items))} In order add up to "
                 f"{_money(items_gross, currency)} (net + VAT, signed); the difference is "
                 f"{_money(order.total_amount - items_gross, currency)}. Correct the order or "
                 "its items in ATLAS; the next sync and rebuild pick it up.",

@@ -34,6 +34,7 @@ from ledger_sync.services.journal_rules import (
     MANUAL_ONLY_REASONS,
     lines_totals,
     source_transaction_reference,
+    waiting_note,
 )
 from ledger_sync.services.order_states import (
     BUILDABLE_STATES,
@@ -259,7 +260,7 @@ def _apply_plan(
             S.WAITING,
             actor=actor,
             user=user,
-            note=f"waiting for items {plan.waiting_on} (status 0/1 in ATLAS)",
+            note=waiting_note(plan.waiting_on),
             waiting_on_items=plan.waiting_on,
         )
         writes.outcomes[pk] = (Outcome.WAITING, None)

@@ -26,6 +26,7 @@ from ledger_sync.models import (
     SyncState,
 )
 from ledger_sync.services.journal_plan import live_items
+from ledger_sync.services.journal_rules import ALL_IN_ORDER, selected_note, waiting_note
 from ledger_sync.services.journals import journal_may_have_been_sent
 from ledger_sync.services.order_states import (
     PRE_SEND_STATES,
@@ -196,8 +197,7 @@ def _select_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) ->
                 OrderSync(order=order, state=state, waiting_on_items=waiting, updated_at=now)
             )
             new_notes.append(
-                f"selected (status {order.status!r}, erpCode null); "
-                + (f"waiting for items {waiting}" if waiting else "every item in status 2")
+                selected_note(order) + "; " + (waiting_note(waiting) if waiting else ALL_IN_ORDER)
             )
             result.created += 1
             if waiting:
@@ -227,7 +227,7 @@ def _select_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) ->
                         order_sync=sync,
                         to_state=S.WAITING,
                         actor=actor,
-                        note=f"waiting for items {waiting} (status 0/1 in ATLAS)",
+                        note=waiting_note(waiting),
                         at=now,
                         waiting_on_items=waiting,
                     )
@@ -241,8 +241,7 @@ def _select_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) ->
                     order_sync=sync,
                     to_state=S.READY,
                     actor=actor,
-                    note=f"selected (status {order.status!r}, erpCode null); every item in "
-                    "status 2",
+                    note=f"{selected_note(order)}; {ALL_IN_ORDER}",
                     at=now,
                 )
             )
@@ -295,7 +294,7 @@ def _processed_elsewhere_create(*, pks: Sequence[int], actor: str, result: Selec
             from_state=S.MIRRORED,
             to_state=S.PROCESSED_ELSEWHERE,
             actor=actor,
-            note=f"arrived with erpCode {erp_code!r} set by another system; never posted",
+            note=f"arrived with ERP document code {erp_code} set by another system; never posted",
             at=now,
         )
         for sync, (_, erp_code) in zip(syncs, rows, strict=True)
@@ -332,8 +331,8 @@ def _release_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) -
                     order_sync=sync,
                     to_state=S.PROCESSED_ELSEWHERE,
                     actor=actor,
-                    note=f"erpCode {erp_code!r} set by another system before we sent anything; "
-                    "never posted",
+                    note=f"ERP document code {erp_code} set by another system before we sent "
+                    "anything; never posted",
                     at=now,
                 )
             )
@@ -342,7 +341,7 @@ def _release_batch(*, pks: Sequence[int], actor: str, result: SelectionResult) -
             why = (
                 "no longer in ATLAS"
                 if order.sync_state == SyncState.MISSING
-                else f"status changed to {order.status!r}, not a trigger status"
+                else f"status changed to “{order.status}”, not a trigger status"
             )
             transitions.append(
                 order_transition_apply(

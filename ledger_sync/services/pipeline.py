@@ -369,7 +369,9 @@ def order_pipeline_run(
     orders_select_candidates(actor=actor, order_ids=[atlas_order_id])
     order_sync = OrderSync.objects.filter(order__atlas_id=atlas_order_id).first()
     if order_sync is None:
-        outcome.steps.append("not a candidate (not in a trigger status, or erpCode set)")
+        outcome.steps.append(
+            "not a candidate (not in a trigger status, or it has an ERP document code already)"
+        )
         return outcome
     outcome.steps.append(f"selected as {order_sync.state}")
 
@@ -397,8 +399,13 @@ def order_pipeline_run(
         written = write_backs_run(client=atlas, order_sync_ids=[order_sync.pk])
         order_sync.refresh_from_db()
         outcome.steps.append(
-            f"write-back: {written.erp_codes_written} erpCode, "
-            f"{written.invoices_created + written.invoices_found} invoice"
+            "write-back: "
+            + ("ERP document code written" if written.erp_codes_written else "no ERP code written")
+            + (
+                ", invoice recorded"
+                if written.invoices_created + written.invoices_found
+                else ", no invoice yet"
+            )
         )
     outcome.state = order_sync.state
     if order_sync.state == OrderState.BLOCKED:

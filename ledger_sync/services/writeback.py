@@ -313,7 +313,8 @@ def _erp_codes_write(steps: list[WriteBackStep], *, client: AtlasClient, report:
             moved.append(
                 _Moved(
                     step.order_sync,
-                    f"erpCode {code} written to ATLAS order {step.order_sync.order.atlas_id}",
+                    f"ERP document code {code} written to ATLAS order "
+                    f"{step.order_sync.order.atlas_id}",
                 )
             )
     transitions = TransitionBatch()
@@ -326,7 +327,7 @@ def _erp_codes_write(steps: list[WriteBackStep], *, client: AtlasClient, report:
     if missing:
         _steps_failed(
             [s for s, _ in missing],
-            error="ATLAS answered without confirming the erpCode of this order",
+            error="ATLAS answered without confirming the ERP document code of this order",
             records=[r for _, r in missing],
             report=report,
         )

@@ -11,6 +11,7 @@ import pytest
 from django.contrib import admin
 from django_q.models import Failure, Schedule, Success
 
+from ledger_sync.admin.charts import posted_per_period_chart
 from ledger_sync.admin.dashboard import (
     DASHBOARD_CARDS,
     CardLine,
@@ -19,10 +20,14 @@ from ledger_sync.admin.dashboard import (
 )
 from ledger_sync.admin_site import NAV_GROUPS, OTHER_GROUP, group_models
 from ledger_sync.models import BlockedReason, Journal, OrderItem, OrderState, SyncState
-from ledger_sync.selectors.dashboard import cashflow_per_month, posted_per_period
+from ledger_sync.selectors.dashboard import PeriodAmount, cashflow_per_month, posted_per_period
 from tests.factories.atlas import CounterpartyFactory, OrderItemFactory
 from tests.factories.journals import JournalFactory, OrderSyncFactory
 from tests.factories.parties import MatchProposalFactory, accountant, finance_lead
+from tests.factories.reconciliation import (
+    ReconciliationDifferenceFactory,
+    ReconciliationRunFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -332,3 +337,77 @@ def test_the_error_queue_card_counts_open_problems_and_lists_exactly_them(client
     listed = client.get(_button_url(card))
     assert listed.status_code == 200
     assert listed.context["cl"].result_count == 2
+
+
+def _card_text(card_html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", card_html)).strip()
+
+
+def test_the_last_reconciliation_card_shows_the_latest_runs_differences_and_links_to_them(
+    client,
+):
+    older = ReconciliationRunFactory(
+        started_at=datetime(2026, 11, 1, 6, 0, tzinfo=UTC), difference_count=0
+    )
+    latest = ReconciliationRunFactory(
+        period="2026-10",
+        started_at=datetime(2026, 11, 2, 6, 0, tzinfo=UTC),
+        finished_at=datetime(2026, 11, 2, 6, 1, tzinfo=UTC),
+        difference_count=2,
+    )
+    ReconciliationDifferenceFactory.create_batch(2, run=latest)
+    ReconciliationDifferenceFactory(run=older)  # another run's: not listed
+
+    card = _card(_home(client, accountant()), "last_reconciliation")
+
+    assert _figure(card) == 2
+    assert "2 differences found (2026-10), 2026-11-02 06:01." in _card_text(card)
+    assert "tone-problem" in card
+    listed = client.get(_button_url(card))
+    assert listed.status_code == 200
+    assert listed.context["cl"].result_count == 2
+
+
+def test_a_clean_last_reconciliation_says_everything_agrees_and_links_to_the_run(client):
+    run = ReconciliationRunFactory(
+        finished_at=datetime(2026, 11, 2, 6, 1, tzinfo=UTC), difference_count=0
+    )
+
+    card = _card(_home(client, accountant()), "last_reconciliation")
+
+    assert _figure(card) == 0
+    assert "Everything agrees (all periods), 2026-11-02 06:01." in _card_text(card)
+    assert _button_url(card) == f"/admin/ledger_sync/reconciliationrun/{run.pk}/change/"
+
+
+def test_a_failed_last_reconciliation_shows_why_without_a_traceback(client):
+    run = ReconciliationRunFactory(
+        status="failed",
+        finished_at=datetime(2026, 11, 2, 6, 1, tzinfo=UTC),
+        error="AR Ledger unreachable: connection refused\nTraceback (most recent call last): ...",
+    )
+
+    card = _card(_home(client, finance_lead()), "last_reconciliation")
+    text = _card_text(card)
+
+    assert '<div class="figure">Failed</div>' in card
+    assert "Failed (all periods) at 2026-11-02 06:01: AR Ledger unreachable" in text
+    assert "Traceback" not in text
+    assert _button_url(card) == f"/admin/ledger_sync/reconciliationrun/{run.pk}/change/"
+
+
+def test_before_any_reconciliation_the_card_says_so(client):
+    card = _card(_home(client, accountant()), "last_reconciliation")
+
+    assert "No reconciliation has run yet" in _card_text(card)
+    assert _button_url(card) == "/admin/ledger_sync/reconciliationrun/"
+
+
+def test_the_charts_axis_shows_amounts_with_thousands_separators():
+    chart = posted_per_period_chart(
+        [PeriodAmount(period="2026-03", currency="EUR", amount=Decimal("1400000.00"))]
+    )
+
+    # The y axis (the bars' own labels carry the exact amount with its currency anyway).
+    assert re.search(r">\s*1,400,000\s*<", chart["svg"])
+    assert not re.search(r">\s*1400000\s*<", chart["svg"])

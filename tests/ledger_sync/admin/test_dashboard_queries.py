@@ -20,6 +20,7 @@ from ledger_sync.models import (
     SyncState,
 )
 from tests.factories.parties import ErpPartyFactory, accountant, finance_lead
+from tests.factories.reconciliation import ReconciliationRunFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -134,6 +135,7 @@ def ten_thousand_orders():
 def test_the_dashboard_renders_in_at_most_15_queries_at_10000_orders(
     client, ten_thousand_orders, django_assert_max_num_queries
 ):
+    ReconciliationRunFactory(difference_count=3)  # the "Last reconciliation" card has a run
     # Both roles on one set of 10,000 orders (building it is the slow part of this test).
     for user in (finance_lead(), accountant()):
         client.force_login(user)
@@ -146,3 +148,4 @@ def test_the_dashboard_renders_in_at_most_15_queries_at_10000_orders(
         # The page did show the figures it was asked for, not an empty shell.
         assert f'<span class="n">{ORDERS // len(STATES)}</span>' in html
         assert "Drafts to review" in html
+        assert "3 differences found" in html

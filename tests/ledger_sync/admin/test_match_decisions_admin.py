@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from ledger_sync.models import CounterpartyMapping, MatchProposal, WriteBackState
+from ledger_sync.models import (
+    Counterparty,
+    CounterpartyMapping,
+    MasterDataCorrection,
+    MatchProposal,
+    WriteBackState,
+)
 from tests.factories.atlas import CounterpartyFactory
 from tests.factories.parties import ErpPartyFactory, MatchProposalFactory, accountant, finance_lead
 
@@ -214,3 +220,106 @@ def test_the_matching_page_says_which_candidates_will_need_a_confirmation(client
 
     assert page.count("Needs confirmation:") == 1
     assert "score 50 is below the auto-suggest threshold of 70" in page
+
+
+def test_no_match_asks_first_showing_the_atlas_data_the_party_is_made_from(client):
+    counterparty = CounterpartyFactory(
+        name="Nordic Power", legal_name="Nordic Power AS", vat="NO123456785", external_id=None
+    )
+    client.force_login(finance_lead())
+
+    asked = client.post(reverse(DECIDE_URL), {"no_match": counterparty.pk})
+
+    page = asked.content.decode()
+    assert "Create an ERP party for this counterparty?" in page
+    assert "Nordic Power AS" in page and "NO123456785" in page
+    assert "DE89 3704 0044 0532 0130 00" in page  # the IBAN grouped as people compare it
+    assert f'name="no_match" value="{counterparty.pk}"' in page
+    assert 'name="confirm" value="Create the ERP party"' in page
+    assert not CounterpartyMapping.objects.exists()
+
+    client.post(reverse(DECIDE_URL), {"no_match": counterparty.pk, "confirm": "1"})
+
+    mapping = CounterpartyMapping.objects.get()
+    assert mapping.counterparty_id == counterparty.pk
+    assert mapping.erp_party.legal_name == "Nordic Power AS"
+
+
+def test_no_match_for_a_counterparty_with_open_candidates_names_the_best_one(client):
+    proposal = _proposal("Nordic Power", code="BA-555", score=64)
+    MatchProposalFactory(counterparty=proposal.counterparty, score=30, rank=2)
+    client.force_login(finance_lead())
+
+    asked = client.post(
+        reverse(MATCHING_URL),
+        {"action": "create_erp_party", "_selected_action": [proposal.counterparty_id]},
+    )
+
+    page = asked.content.decode()
+    assert page.count('class="risky"') == 1
+    assert "2 open candidates (best BA-555, score 64)" in page
+    assert "1 counterparty still has candidates" in page
+    assert not CounterpartyMapping.objects.exists()
+
+
+def test_an_accountant_cannot_create_an_erp_party_even_by_posting_the_confirmation(client):
+    counterparty = CounterpartyFactory(external_id=None)
+    client.force_login(accountant())
+
+    refused = client.post(reverse(DECIDE_URL), {"no_match": counterparty.pk, "confirm": "1"})
+
+    assert refused.status_code == 403
+    assert not CounterpartyMapping.objects.exists()
+
+
+def _correction(*, swift_bic: str = "DEUTDEFFXXX"):
+    from ledger_sync.services.counterparty_writeback import master_data_correction_request
+
+    counterparty = CounterpartyFactory(name="Energy Trader", swift_bic="COBADEFFXXX")
+    return master_data_correction_request(
+        counterparty=counterparty,
+        changes={"swift_bic": swift_bic},
+        reason="New bank",
+        user=accountant(username="anna"),
+    )
+
+
+CORRECTIONS_URL = "admin:ledger_sync_masterdatacorrection_changelist"
+
+
+def test_approving_a_correction_asks_first_with_the_change_in_plain_words(client, monkeypatch):
+    monkeypatch.setattr("ledger_sync.admin.parties.async_task", lambda *a, **k: None)
+    correction = _correction()
+    client.force_login(finance_lead())
+    action = {"action": "approve_and_push", "_selected_action": [correction.pk]}
+
+    asked = client.post(reverse(CORRECTIONS_URL), action)
+
+    page = asked.content.decode()
+    assert "Approve this correction?" in page
+    assert "SWIFT/BIC: COBADEFFXXX → <b>DEUTDEFFXXX</b>" in page
+    assert "New bank" in page and "anna" in page
+    assert 'class="risky"' not in page
+    correction.refresh_from_db()
+    assert correction.status == MasterDataCorrection.Status.DRAFT
+
+    client.post(reverse(CORRECTIONS_URL), {**action, "confirm": "Approve and push"})
+
+    correction.refresh_from_db()
+    assert correction.status == MasterDataCorrection.Status.APPROVED
+
+
+def test_a_correction_whose_field_changed_in_atlas_since_the_request_is_marked(client):
+    correction = _correction()
+    Counterparty.objects.filter(pk=correction.counterparty_id).update(swift_bic="INGDDEFFXXX")
+    client.force_login(finance_lead())
+
+    asked = client.post(
+        reverse(CORRECTIONS_URL),
+        {"action": "approve_and_push", "_selected_action": [correction.pk]},
+    )
+
+    page = asked.content.decode()
+    assert page.count('class="risky"') == 1
+    assert "SWIFT/BIC changed in ATLAS since the request (now INGDDEFFXXX)" in page
+    assert "1 correction needs checking" in page

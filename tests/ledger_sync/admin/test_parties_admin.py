@@ -347,12 +347,18 @@ def test_a_finance_lead_approves_a_correction_and_it_is_pushed(
         counterparty=counterparty, changes={"swift_bic": "DEUTDEFFXXX"}, user=accountant()
     )
     client.force_login(finance_lead())
+    action = {"action": "approve_and_push", "_selected_action": [correction.pk]}
+    changelist = reverse("admin:ledger_sync_masterdatacorrection_changelist")
+
+    asked = client.post(changelist, action)
+    page = asked.content.decode()
+    assert "Approve this correction?" in page
+    assert "SWIFT/BIC:" in page and "<b>DEUTDEFFXXX</b>" in page
+    correction.refresh_from_db()
+    assert correction.status == MasterDataCorrection.Status.DRAFT  # asking decides nothing
 
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(
-            reverse("admin:ledger_sync_masterdatacorrection_changelist"),
-            {"action": "approve_and_push", "_selected_action": [correction.pk]},
-        )
+        client.post(changelist, {**action, "confirm": "Approve and push"})
 
     correction.refresh_from_db()
     assert correction.status == MasterDataCorrection.Status.PUSHED

@@ -147,7 +147,11 @@ def test_no_match_for_several_queues_the_write_back_of_those_created_before_a_re
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             reverse("admin:ledger_sync_counterpartymatching_changelist"),
-            {"action": "create_erp_party", "_selected_action": [first.pk, second.pk]},
+            {
+                "action": "create_erp_party",
+                "_selected_action": [first.pk, second.pk],
+                "confirm": "Create the ERP parties",
+            },
             follow=True,
         )
 

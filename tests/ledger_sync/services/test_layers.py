@@ -45,7 +45,7 @@ NOT_YET_SPLIT = {
     "matching": 752,
     "payments": 1046,
     "posting": 706,
-    "writeback": 659,
+    "writeback": 660,
 }
 
 

@@ -301,3 +301,29 @@ def test_selection_limited_to_no_order_ids_does_nothing():
 
     assert orders_select_candidates(order_ids=[]).as_dict() == SelectionResult().as_dict()
     assert not OrderSync.objects.exists()
+
+
+def test_history_notes_name_item_statuses_and_codes_in_plain_words():
+    waiting = order_with_items(items=[{"status": IN_ORDER}, {"status": EDITED, "atlas_id": 9002}])
+    ready = order_with_items(items=[{"status": IN_ORDER}])
+    elsewhere = order_with_items()
+    elsewhere.erp_code = "AR-77"
+    elsewhere.save(update_fields=["erp_code"])
+
+    orders_select_candidates()
+
+    notes = {
+        order.pk: sync_of(order).transitions.get().note for order in (waiting, ready, elsewhere)
+    }
+    assert notes[waiting.pk] == (
+        f"selected (ATLAS status “{APPROVED}”, no ERP document code yet); waiting for ATLAS "
+        "items 9002: still Calculated or Edited, not yet In order"
+    )
+    assert notes[ready.pk] == (
+        f"selected (ATLAS status “{APPROVED}”, no ERP document code yet); every item In order"
+    )
+    assert notes[elsewhere.pk] == (
+        "arrived with ERP document code AR-77 set by another system; never posted"
+    )
+    for note in notes.values():
+        assert "erpCode" not in note and "status 0" not in note and "status 2" not in note
