@@ -707,15 +707,23 @@ class AtlasSandbox(AtlasTampering):
 
 
 def create_atlas_sandbox(
-    *, seed: int = 2026, orders: int = 120, items_per_order: int = 5, **options: Any
+    *,
+    seed: int = 2026,
+    orders: int = 120,
+    items_per_order: int = 5,
+    document_cases: bool = False,
+    **options: Any,
 ) -> AtlasSandbox:
-    """An ATLAS sandbox seeded with `build_atlas_dataset(seed, orders, items_per_order)`.
+    """An ATLAS sandbox seeded with `build_atlas_dataset(seed, orders, items_per_order,
+    document_cases)`.
 
     Options are AtlasSandbox's keyword arguments: username, password, token_lifetime_seconds,
     rate_limit_per_minute (None disables), clock, faults, webhook_url, webhook_secret, sleep,
     record_calls, max_recorded_calls.
     """
-    dataset = build_atlas_dataset(seed=seed, orders=orders, items_per_order=items_per_order)
+    dataset = build_atlas_dataset(
+        seed=seed, orders=orders, items_per_order=items_per_order, document_cases=document_cases
+    )
     return AtlasSandbox(dataset, **options)
 
 

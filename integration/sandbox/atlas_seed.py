@@ -297,6 +297,8 @@ class AtlasDataset:
     payments: dict[int, dict[str, Any]] = field(default_factory=dict)
     broken: dict[str, list[int]] = field(default_factory=dict)
     notable: dict[str, list[int]] = field(default_factory=dict)
+    # The document cases (build_atlas_dataset(document_cases=True)): case name -> order id.
+    document_cases: dict[str, int] = field(default_factory=dict)
     _last_ids: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     ENTITIES = (
@@ -347,16 +349,22 @@ _ID_BASE = {
 
 
 def build_atlas_dataset(
-    *, seed: int = 2026, orders: int = 120, items_per_order: int = 5
+    *, seed: int = 2026, orders: int = 120, items_per_order: int = 5, document_cases: bool = False
 ) -> AtlasDataset:
     """Build the sandbox's data. The same seed and sizes always give the same records.
 
     At least 6 orders are needed for every broken record to be present; the counterparties grow
-    with the orders (one per three orders, between 10 and 400).
+    with the orders (one per three orders, between 10 and 400). `document_cases` adds, after
+    them, three counterparties and one order per case of the document rule (DOCUMENT_CASES):
+    the records before them are the same with or without.
     """
     if orders < 0 or items_per_order < 1:
         raise ValueError("orders must be >= 0 and items_per_order >= 1")
-    return _Builder(seed=seed, orders=orders, items_per_order=items_per_order).build()
+    builder = _Builder(seed=seed, orders=orders, items_per_order=items_per_order)
+    data = builder.build()
+    if document_cases:
+        _add_document_cases(builder)
+    return data
 
 
 class _Builder:
@@ -788,6 +796,155 @@ class _Builder:
                 "amount": part,
                 "paymentDate": f"{paid_on.isoformat()}T00:00:00",
             }
+
+
+# --- Document cases: one order per case of the document rule (services/documents.py) ----------
+
+# Case name -> what it shows. Orders in the trigger status, erpCode null, every item In Order,
+# dated June 2026 (an open period of the AR Ledger sandbox); fixed amounts, so that tests can
+# assert every account's figure.
+DOCUMENT_CASES: dict[str, str] = {
+    "receivable": "Active items of a customer: our invoice (INV)",
+    "payable": "Passive items of a supplier that does not self-bill: the ERP sends its invoice",
+    "self_billing_payable": "Passive items of a self-billing supplier: our self-billing invoice",
+    "passive_item_revenue_gl": (
+        "a customer's order with a Passive item without a GL account, the customer carrying only "
+        "a revenue account: the item needs LEDGER_ACCOUNT_DEFAULT_EXPENSE; nets to a receivable"
+    ),
+    "mixed_payable": "a supplier's Passive items and an Active item netting to a payable",
+    "mixed_zero": "an Active and a Passive item that offset exactly: no document",
+}
+# (key, name, legal form, counterparty type, GL account, self-billing)
+_DOCUMENT_CASE_PARTIES = (
+    ("customer", "Stadtwerke Elbtal", "GmbH", COUNTERPARTY_TYPE_CUSTOMER, "4001", False),
+    ("supplier", "Nordgas Beschaffung", "GmbH", COUNTERPARTY_TYPE_SUPPLIER, "5002", False),
+    (
+        "self_billing_supplier",
+        "Windpark Ostsee",
+        "GmbH & Co. KG",
+        COUNTERPARTY_TYPE_SUPPLIER,
+        "5001",
+        True,
+    ),
+)
+# case -> (party, [(description, cashflow, net, own GL account or None)]); German VAT, 19%.
+_DOCUMENT_CASE_ORDERS: dict[str, tuple[str, list[tuple[str, int, str, str | None]]]] = {
+    "receivable": (
+        "customer",
+        [
+            ("Baseload power 2026-05", CASHFLOW_ACTIVE, "10000.00", None),
+            ("Peakload power 2026-05", CASHFLOW_ACTIVE, "5000.00", None),
+        ],
+    ),
+    "payable": ("supplier", [("Natural gas TTF 2026-05", CASHFLOW_PASSIVE, "-20000.00", None)]),
+    "self_billing_payable": (
+        "self_billing_supplier",
+        [("Wind power purchase 2026-05", CASHFLOW_PASSIVE, "-8000.00", None)],
+    ),
+    "passive_item_revenue_gl": (
+        "customer",
+        [
+            ("Baseload power 2026-05", CASHFLOW_ACTIVE, "12000.00", None),
+            ("Balancing energy bought back 2026-05", CASHFLOW_PASSIVE, "-2000.00", None),
+        ],
+    ),
+    "mixed_payable": (
+        "supplier",
+        [
+            ("Natural gas THE 2026-05", CASHFLOW_PASSIVE, "-30000.00", None),
+            ("Balancing energy sold 2026-05", CASHFLOW_ACTIVE, "4000.00", "4010"),
+        ],
+    ),
+    "mixed_zero": (
+        "customer",
+        [
+            ("Peakload power 2026-05", CASHFLOW_ACTIVE, "5000.00", None),
+            ("Peakload power swap 2026-05", CASHFLOW_PASSIVE, "-5000.00", "5001"),
+        ],
+    ),
+}
+_DOCUMENT_CASE_VAT_RATE = Decimal("19.0")
+
+
+def _add_document_cases(builder: _Builder) -> None:
+    """Three German counterparties with ERP codes (externalId set, so they are mapped) and one
+    order per DOCUMENT_CASES entry, ids after everything else."""
+    data = builder.data
+    germany = next(c for c in _COUNTRIES if c.code == "DE")
+    party_ids: dict[str, int] = {}
+    for key, name, form, type_id, gl_account, self_billing in _DOCUMENT_CASE_PARTIES:
+        cp_id = data.next_id("counterparties")
+        bank_code, bic = germany.banks[0]
+        data.counterparties[cp_id] = {
+            "id": cp_id,
+            "name": name,
+            "legalName": f"{name} {form}",
+            "externalId": f"DOC-{cp_id:04d}",
+            "counterpartyTypeId": type_id,
+            "vat": builder._vat_number(germany),
+            "glAccount": gl_account,
+            "iban": builder._iban(germany, bank_code),
+            "swiftBic": bic,
+            "selfBilling": self_billing,
+            "address": f"{len(name)} Energy Street, {germany.city}",
+            "countryCode": germany.code,
+            "customFieldValues": [
+                {"customFieldId": CF_ERP_COST_CENTRE, "name": "ERP Cost Centre", "value": "CC-100"},
+                {
+                    "customFieldId": CF_ACER_CODE,
+                    "name": "ACER Code",
+                    "value": builder._acer_code(germany),
+                },
+            ],
+        }
+        party_ids[key] = cp_id
+        if self_billing:
+            data.notable["self_billing_counterparties"].append(cp_id)
+        data.notable["counterparties_with_external_id"].append(cp_id)
+    for case, (party, lines) in _DOCUMENT_CASE_ORDERS.items():
+        order_id = data.next_id("orders")
+        items = []
+        for description, cashflow, net_text, gl_account in lines:
+            net = Decimal(net_text)
+            vat = (net * _DOCUMENT_CASE_VAT_RATE / 100).quantize(CENT, rounding=ROUND_HALF_UP)
+            item_id = data.next_id("order_items")
+            items.append(
+                {
+                    "id": item_id,
+                    "orderId": order_id,
+                    "dealId": 9000 + item_id % 1000,
+                    "description": description,
+                    "netAmount": net,
+                    "vatAmount": vat,
+                    "vatRate": _DOCUMENT_CASE_VAT_RATE,
+                    "volume": Decimal("100.0"),
+                    "volumeUnit": "MWh",
+                    "periodFrom": "2026-05-01T00:00:00",
+                    "periodTo": "2026-05-31T23:59:59",
+                    "cashflow": cashflow,
+                    "glAccount": gl_account,
+                    "iban": None,
+                    "status": ITEM_IN_ORDER,
+                }
+            )
+        for item in items:
+            data.order_items[item["id"]] = item
+        data.orders[order_id] = {
+            "id": order_id,
+            "counterpartyId": party_ids[party],
+            "status": STATUS_APPROVED,
+            "erpCode": None,
+            "documentReference": f"SO-2026-05-{order_id:04d}",
+            "currency": "EUR",
+            "registrationDate": "2026-06-03T00:00:00",
+            "dueDate": "2026-06-17T00:00:00",
+            "periodFrom": "2026-05-01T00:00:00",
+            "periodTo": "2026-05-31T23:59:59",
+            "totalAmount": sum((i["netAmount"] + i["vatAmount"] for i in items), Decimal("0.00")),
+        }
+        data.document_cases[case] = order_id
+        if len({i["cashflow"] for i in items}) > 1:
+            data.notable["orders_with_mixed_cashflows"].append(order_id)
 
 
 # --- VAT numbers: body digits drawn, check digits computed (None = draw again) ------------------

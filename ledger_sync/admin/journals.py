@@ -44,8 +44,13 @@ from ledger_sync.models import (
     SyncState,
     WriteBackStep,
 )
+from ledger_sync.selectors.documents import (
+    WAITING_FOR_ERP_INVOICE_TEXT,
+    order_document_text,
+    order_syncs_with_erp_invoice_wait,
+)
 from ledger_sync.services.posting import APPROVE_PERMISSION
-from ledger_sync.services.writeback import write_back_retry
+from ledger_sync.services.write_back_steps import write_back_retry
 
 TASKS = "ledger_sync.tasks."
 
@@ -650,11 +655,20 @@ class OrderSyncAdmin(_CsvXlsxExport, _ApproverMixin, ReadOnlyPermissions, admin.
         "claimed_by",
         "claimed_at",
         "erp_code_display",
+        "document",
         "created_at",
         "updated_at",
     )
     fields = readonly_fields
     inlines = (JournalInline, WriteBackStepInline, OrderTransitionInline)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return order_syncs_with_erp_invoice_wait(super().get_queryset(request))
+
+    @admin.display(description="Document")
+    def document(self, obj: OrderSync) -> str:
+        return order_document_text(obj)
+
     actions = ("retry_selected", "rebuild_selected")
 
     @admin.display(description="Order", ordering="order__atlas_id")
@@ -681,6 +695,8 @@ class OrderSyncAdmin(_CsvXlsxExport, _ApproverMixin, ReadOnlyPermissions, admin.
     def state_display(self, obj: OrderSync) -> str:
         if obj.blocked_reason:
             return f"Blocked: {obj.get_blocked_reason_display()}"
+        if getattr(obj, "awaits_erp_invoice", False):
+            return f"{obj.get_state_display()}, {WAITING_FOR_ERP_INVOICE_TEXT}"
         return obj.get_state_display()
 
     @admin.display(description="Next attempt", ordering="next_attempt_at")

@@ -25,6 +25,7 @@ from ledger_sync.models import (
     PaymentConfirmation,
     ReconciliationRun,
     SyncState,
+    WriteBackStep,
 )
 from ledger_sync.models.inbound import CallbackState
 from ledger_sync.services.reconciliation_values import (
@@ -33,6 +34,7 @@ from ledger_sync.services.reconciliation_values import (
     OurJournal,
     PeriodFacts,
 )
+from ledger_sync.services.write_back_steps import WAITING_FOR_ERP_INVOICE
 
 # A journal with one of these statuses is (or was, before a reversal) in the ledger.
 IN_LEDGER_STATUSES: tuple[str, ...] = (Journal.Status.POSTED, Journal.Status.REVERSED)
@@ -213,6 +215,22 @@ def reconciliation_orders(*, order_pks: set[int]) -> dict[int, AtlasOrderNow]:
                 item_gross=gross.get(pk, {}),
             )
     return orders
+
+
+def orders_awaiting_erp_invoice(*, order_pks: set[int]) -> set[int]:
+    """The orders (Order pks) whose invoice step waits for the supplier's invoice from the ERP."""
+    wanted = sorted(order_pks)
+    found: set[int] = set()
+    for start in range(0, len(wanted), CHUNK):
+        found.update(
+            WriteBackStep.objects.filter(
+                order_sync__order_id__in=wanted[start : start + CHUNK],
+                kind=WriteBackStep.Kind.INVOICE,
+                status=WriteBackStep.Status.PENDING,
+                waiting_for=WAITING_FOR_ERP_INVOICE,
+            ).values_list("order_sync__order_id", flat=True)
+        )
+    return found
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,8 @@ from ledger_sync.models import (
 from ledger_sync.models.inbound import CallbackState
 from ledger_sync.services.background import backoff_delay, task_enqueue
 from ledger_sync.services.claims import row_claim
+from ledger_sync.services.documents import OrderDocument, order_open_items
+from ledger_sync.services.invoice_writeback import issued_invoice_record_from_erp
 from ledger_sync.services.order_states import (
     PAYMENT_STATES_FROM,
     POSTED_STATES,
@@ -60,7 +62,7 @@ from ledger_sync.services.order_states import (
     transition_allowed,
 )
 from ledger_sync.services.remote import atlas_client_from_settings
-from ledger_sync.services.writeback import issued_invoice_record_from_erp, write_backs_run
+from ledger_sync.services.writeback import write_backs_run
 
 logger = logging.getLogger(__name__)
 
@@ -862,6 +864,7 @@ def invoice_report_accept(
             code="order_not_posted",
         )
     assert order_sync is not None
+    _check_erp_invoices_this(order_sync)
     currency = request.currency.upper()
     if currency != order.currency:
         raise CallbackRejected(
@@ -940,6 +943,38 @@ def invoice_report_accept(
             raise
         return repeat, False
     return report, True
+
+
+def _check_erp_invoices_this(order_sync: OrderSync) -> None:
+    """The document rule (services/documents.py): unless the ERP numbers every invoice
+    (INVOICE_NUMBERS_FROM_ERP), it reports only the invoices of payables to suppliers that do
+    not self-bill. An order we invoice ourselves, or one with nothing open, is refused: a second
+    document for it would be an invoice without an open item to match."""
+    if settings.INVOICE_NUMBERS_FROM_ERP:
+        return
+    open_item = order_open_items([order_sync]).get(order_sync.pk)
+    if open_item is None or open_item.document is OrderDocument.AWAIT_ERP:
+        return
+    order = order_sync.order
+    if open_item.document is OrderDocument.NONE:
+        raise CallbackRejected(
+            f"Order {order.atlas_id} nets to 0.00 {order.currency} ({open_item.journal_reference}"
+            "): it has no invoice.",
+            field="order",
+            code="no_document",
+        )
+    ours = (
+        "a self-billing invoice (SB series)"
+        if open_item.document is OrderDocument.SELF_BILLING
+        else "our invoice (INV series)"
+    )
+    raise CallbackRejected(
+        f"Order {order.atlas_id} is a {open_item.direction} that ledger_sync invoices itself "
+        f"with {ours}; the ERP reports only the invoices of payables to suppliers that do not "
+        "self-bill.",
+        field="order",
+        code="invoiced_by_us",
+    )
 
 
 def invoice_report_deliver(

@@ -183,6 +183,7 @@ def cycle_run(
         "invoices_created": written.invoices_created,
         "invoices_found": written.invoices_found,
         "waiting_for_erp": written.waiting_for_erp,
+        "no_document": written.no_document,
         "failed": len(written.failed),
     }
     mark("write_back")

@@ -62,7 +62,7 @@ from ledger_sync.services.order_states import (
     TransitionBatch,
 )
 from ledger_sync.services.remote import gotransverse_client_from_settings, gotransverse_ledger_id
-from ledger_sync.services.writeback import write_back_steps_open_many
+from ledger_sync.services.write_back_steps import write_back_steps_open_many
 
 logger = logging.getLogger(__name__)
 

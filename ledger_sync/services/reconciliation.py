@@ -347,6 +347,7 @@ def _counterparty_facts(
     settled = {j.reference for j in journals if j.reference.startswith(SETTLEMENT_PREFIX)}
     # Each order's billing account and direction, from its posting journals' control lines.
     order_billing: dict[int, tuple[str, str, int]] = {}
+    open_item: dict[int, Decimal] = {}  # the latest posting journal's, by order pk
     for journal in journals:
         for line in journal.lines:
             if line.account in control and line.billing:
@@ -357,13 +358,20 @@ def _counterparty_facts(
                 balance = sum((ln.signed for ln in booked), Decimal("0.00"))
                 sign = -1 if balance < 0 else 1
                 order_billing[journal.order_pk] = (booked[0].billing, journal.currency, sign)
+                open_item[journal.order_pk] = abs(balance)
     until = scope.period.end if scope.period else None
     money = read.reconciliation_order_money(order_pks=set(order_billing), until=until)
     names = read.order_counterparties(order_pks=set(order_billing))
+    awaiting = read.orders_awaiting_erp_invoice(order_pks=set(order_billing))
     for order_pk, (code, currency, sign) in order_billing.items():
         held = money[order_pk]
         key = (code, currency)
-        facts.atlas[key] += sign * (held.invoiced - held.atlas_paid)
+        invoiced = held.invoiced
+        if order_pk in awaiting and not invoiced:
+            # A supplier's invoice comes from the ERP (services/documents.py): while the order
+            # waits for it, visibly, ATLAS is expected to come to hold the open item.
+            invoiced = open_item[order_pk]
+        facts.atlas[key] += sign * (invoiced - held.atlas_paid)
         for confirmation_pk, amount in held.accepted:
             if f"{SETTLEMENT_PREFIX}{confirmation_pk}" not in settled:
                 facts.ours[key] -= sign * amount

@@ -60,6 +60,7 @@ class Command(BaseCommand):
             seed=options["seed"],
             orders=options["orders"],
             items_per_order=options["items_per_order"],
+            document_cases=True,
             username=settings.ATLAS_USERNAME,
             password=settings.ATLAS_PASSWORD,
             token_lifetime_seconds=options["token_lifetime"],
@@ -139,6 +140,9 @@ class Command(BaseCommand):
         )
         for status, count in statuses.most_common():
             self.stdout.write(f"  {count:6d}  {status}")
+        self.stdout.write("  One order per case of the document rule (for the demo):")
+        for case, order_id in dataset.document_cases.items():
+            self.stdout.write(f"    {case}: order {order_id}")
         self.stdout.write("  Deliberately broken records (for the demo):")
         for kind, ids in dataset.broken.items():
             if ids:

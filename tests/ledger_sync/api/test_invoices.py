@@ -22,7 +22,7 @@ from ledger_sync.models import (
 from ledger_sync.models.inbound import CallbackState
 from ledger_sync.services import payments
 from ledger_sync.services.atlas_mirror import atlas_mirror_records
-from ledger_sync.services.writeback import WAITING_FOR_ERP_INVOICE
+from ledger_sync.services.write_back_steps import WAITING_FOR_ERP_INVOICE
 from tests.factories.journals import JournalFactory
 from tests.ledger_sync.api.conftest import bearer
 from tests.ledger_sync.api.payment_support import atlas_client_for, order_without_invoice

@@ -43,9 +43,8 @@ NOT_YET_SPLIT = {
     "atlas_mirror": 901,
     "gotransverse_mirror": 707,
     "matching": 752,
-    "payments": 1046,
+    "payments": 1080,
     "posting": 706,
-    "writeback": 660,
 }
 
 

@@ -14,18 +14,19 @@ from ledger_sync.models import (
     InvoiceNumberSequence,
     IssuedInvoice,
     Journal,
+    Order,
     OrderState,
     OrderSync,
+    PostingSettings,
     WriteBackStep,
 )
-from ledger_sync.services.remote import atlas_client_from_settings
-from ledger_sync.services.writeback import (
+from ledger_sync.services.invoice_writeback import (
     issued_invoice_record_from_erp,
     issued_invoices_ensure,
-    write_back_retry,
-    write_back_steps_open,
-    write_backs_run,
 )
+from ledger_sync.services.remote import atlas_client_from_settings
+from ledger_sync.services.write_back_steps import write_back_retry, write_back_steps_open
+from ledger_sync.services.writeback import write_backs_run
 from tests.concurrency import race
 from tests.factories.atlas import CounterpartyFactory, InvoiceFactory, OrderFactory
 from tests.ledger_sync.services.posting_support import (
@@ -44,8 +45,19 @@ def _aware(text: str):
     return parse_datetime(text).replace(tzinfo=UTC)
 
 
-def posted_order(sandbox, atlas_order_id: int, *, transaction_id: str = "1234") -> OrderSync:
-    """A local order mirrored from the sandbox, its journal posted (ledger id given)."""
+def _open_item_lines(total: Decimal, *, payable: bool) -> list[tuple[str, str, Decimal]]:
+    """A journal whose one control line is the order's total: on receivables (against
+    revenue), or on payables (against expense)."""
+    control, other = ("2000", "5001") if payable else ("1200", "4001")
+    side, opposite = ("debit", "credit") if total >= 0 else ("credit", "debit")
+    return [(side, control, abs(total)), (opposite, other, abs(total))]
+
+
+def posted_order(
+    sandbox, atlas_order_id: int, *, transaction_id: str = "1234", payable: bool = False
+) -> OrderSync:
+    """A local order mirrored from the sandbox, its journal posted (ledger id given): a
+    receivable for the order's total, or a payable."""
     raw = sandbox.app.dataset.orders[atlas_order_id]
     counterparty_raw = sandbox.app.dataset.counterparties[raw["counterpartyId"]]
     from ledger_sync.models import Counterparty
@@ -63,7 +75,12 @@ def posted_order(sandbox, atlas_order_id: int, *, transaction_id: str = "1234") 
         due_date=_aware(raw["dueDate"]),
         total_amount=raw["totalAmount"],
     )
-    journal = built_journal(order=order, state=OrderState.POSTED, occurred_on=date(2026, 4, 3))
+    journal = built_journal(
+        order=order,
+        state=OrderState.POSTED,
+        occurred_on=date(2026, 4, 3),
+        lines=_open_item_lines(raw["totalAmount"], payable=payable),
+    )
     Journal.objects.filter(pk=journal.pk).update(
         status=Journal.Status.POSTED, ledger_transaction_id=transaction_id
     )
@@ -200,7 +217,12 @@ def test_a_second_pass_writes_nothing(atlas):
 
 
 def test_invoice_numbers_are_gap_free_per_series_and_year(atlas):
-    syncs = [posted_order(atlas, order_id) for order_id in APPROVED_WITHOUT_INVOICE]
+    # A payable of a self-billing counterparty gets an SB number; the receivables INV numbers.
+    payable = APPROVED_WITHOUT_INVOICE[1]
+    syncs = [
+        posted_order(atlas, order_id, payable=order_id == payable)
+        for order_id in APPROVED_WITHOUT_INVOICE
+    ]
     counterparty = syncs[1].order.counterparty
     counterparty.self_billing = True
     counterparty.save()
@@ -208,8 +230,8 @@ def test_invoice_numbers_are_gap_free_per_series_and_year(atlas):
     write_backs_run(client=_client())
 
     numbers = {s.order.atlas_id: IssuedInvoice.objects.get(order_sync=s).number for s in syncs}
-    self_billed = [s.order.atlas_id for s in syncs if s.order.counterparty.self_billing]
-    standard = [s.order.atlas_id for s in syncs if not s.order.counterparty.self_billing]
+    self_billed = [payable]
+    standard = [o for o in APPROVED_WITHOUT_INVOICE if o != payable]
     assert sorted(numbers[o] for o in self_billed) == [
         f"SB-2026-{n:04d}" for n in range(1, len(self_billed) + 1)
     ]
@@ -369,3 +391,38 @@ def test_an_invoice_deleted_in_atlas_does_not_count_as_the_orders_invoice(atlas)
     sync.refresh_from_db()
     assert sync.state == OrderState.INVOICED
     assert IssuedInvoice.objects.get(order_sync=sync).atlas_invoice_id is not None
+
+
+def test_no_invoice_is_issued_when_the_order_total_differs_from_the_open_item(atlas):
+    sync = posted_order(atlas, 201)
+    # ATLAS changed the order after its journal was posted (mirrored since).
+    Order.objects.filter(pk=sync.order.pk).update(total_amount=Decimal("1000.00"))
+
+    report = write_backs_run(client=_client())
+
+    assert atlas.app.calls_to("/api/Invoice/Post") == []
+    assert not IssuedInvoice.objects.exists()
+    step = WriteBackStep.objects.get(order_sync=sync, kind=WriteBackStep.Kind.INVOICE)
+    assert step.status == WriteBackStep.Status.FAILED
+    assert "1,000.00 EUR" in step.last_error and "835,169.66 EUR" in step.last_error
+    assert "reverse the journal" in step.last_error
+    assert [p.reason for p in report.failed] == ["write_back_invoice"]
+    sync.refresh_from_db()
+    assert sync.state == OrderState.ERP_CODE_WRITTEN
+
+
+def test_a_journal_on_accounts_no_longer_control_accounts_is_not_taken_for_a_net_zero_order(atlas):
+    sync = posted_order(atlas, 201)
+    # The receivables account was changed since the journal was posted to 1200, and the
+    # chart is not mirrored: the journal's control line cannot be told.
+    settings_row = PostingSettings.load()
+    settings_row.receivables_account = "1210"
+    settings_row.save()
+
+    write_backs_run(client=_client())
+
+    step = WriteBackStep.objects.get(order_sync=sync, kind=WriteBackStep.Kind.INVOICE)
+    assert step.status == WriteBackStep.Status.FAILED
+    assert "leaves 0.00 EUR open" in step.last_error
+    sync.refresh_from_db()
+    assert sync.state == OrderState.ERP_CODE_WRITTEN  # not "paid" for want of a control line
