@@ -43,7 +43,7 @@ NOT_YET_SPLIT = {
     "atlas_mirror": 901,
     "gotransverse_mirror": 707,
     "matching": 752,
-    "payments": 1080,
+    "payments": 1081,
     "posting": 706,
 }
 
