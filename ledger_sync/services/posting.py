@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -37,32 +36,32 @@ from integration.gotransverse.records import (
 )
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import (
-    BlockedReason,
     Journal,
     OrderState,
     OrderSync,
 )
-from ledger_sync.services.admin_links import journal_admin_url
-from ledger_sync.services.background import backoff_delay
 from ledger_sync.services.claims import orders_claim, orders_release, worker_id_new
 from ledger_sync.services.db import rows_update
 from ledger_sync.services.ledger_records import (
     error_result,
     found_result,
-    landed_period,
-    period_names,
-    result_message,
-    result_raw,
     transaction_input,
 )
 from ledger_sync.services.order_states import (
     MAYBE_SENT_STATES,
     POSTABLE_STATES,
-    OrderProblem,
     TransitionBatch,
 )
+from ledger_sync.services.posting_results import (
+    ACTION_CREATE_DRAFT,
+    ACTION_CREATE_POSTED,
+    ACTION_POST_DRAFT,
+    PostingItem,
+    PostingReport,
+    journals_record_results,
+    record_failure,
+)
 from ledger_sync.services.remote import gotransverse_client_from_settings, gotransverse_ledger_id
-from ledger_sync.services.write_back_steps import write_back_steps_open_many
 
 logger = logging.getLogger(__name__)
 
@@ -75,49 +74,7 @@ class PostingError(ApplicationError):
     """A posting action a person asked for cannot be done (wrong state, no permission...)."""
 
 
-# --- reports -----------------------------------------------------------------------------------
-
-
-@dataclass
-class PostingReport:
-    claimed: int = 0
-    sent: int = 0
-    posted: int = 0
-    drafted: int = 0
-    found_in_ledger: int = 0
-    rejected: int = 0
-    blocked: list[OrderProblem] = field(default_factory=list)
-    failed: list[OrderProblem] = field(default_factory=list)
-    ledger_calls: int = 0
-
-    def merge(self, other: PostingReport) -> None:
-        for name in ("claimed", "sent", "posted", "drafted", "found_in_ledger", "rejected"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.blocked.extend(other.blocked)
-        self.failed.extend(other.failed)
-        self.ledger_calls += other.ledger_calls
-
-
 # --- the work of one batch -----------------------------------------------------------------------
-
-ACTION_CREATE_POSTED = "create_posted"  # bulk create, auto_post=true
-ACTION_CREATE_DRAFT = "create_draft"  # bulk create, auto_post=false (review workflow)
-ACTION_POST_DRAFT = "post_draft"  # bulk post drafts by reference (approved)
-
-
-@dataclass
-class _Item:
-    order_sync: OrderSync
-    journal: Journal
-    action: str
-    needs_lookup: bool
-    actor: str
-    user: Any = None
-    outcome: str = ""  # posted | drafted | blocked | failed | skipped
-    payload: TransactionInput | None = None
-    # Set when both lookups succeeded and found neither a posting nor the draft: the approved
-    # draft was deleted in the ledger, so the journal is closed and a rebuild gets a new revision.
-    draft_gone: bool = False
 
 
 def journals_post(
@@ -199,7 +156,7 @@ def journal_approve(
             if journal.status != Journal.Status.DRAFT or journal.revision != order_sync.revision:
                 continue
             items.append(
-                _Item(
+                PostingItem(
                     order_sync=order_sync,
                     journal=journal,
                     action=ACTION_POST_DRAFT,
@@ -219,7 +176,7 @@ def journal_approve(
 # --- internals ---------------------------------------------------------------------------------
 
 
-def _items_for_posting(claimed: list[OrderSync], *, actor: str) -> list[_Item]:
+def _items_for_posting(claimed: list[OrderSync], *, actor: str) -> list[PostingItem]:
     """The journal and the action for each claimed order; orders with nothing to send are
     released untouched (another stage owns them)."""
     journals = {
@@ -250,7 +207,7 @@ def _items_for_posting(claimed: list[OrderSync], *, actor: str) -> list[_Item]:
             # Only an explicit "auto" posts without a person: anything else waits for review.
             action = ACTION_CREATE_DRAFT
         items.append(
-            _Item(
+            PostingItem(
                 order_sync=order_sync,
                 journal=journal,
                 action=action,
@@ -266,23 +223,23 @@ def _items_for_posting(claimed: list[OrderSync], *, actor: str) -> list[_Item]:
 
 
 def _process(
-    items: list[_Item], *, client: GotransverseClient, ledger_id: int, worker_id: str
+    items: list[PostingItem], *, client: GotransverseClient, ledger_id: int, worker_id: str
 ) -> PostingReport:
     report = PostingReport()
     if not items:
         return report
     calls_before = client.stats.requests
     items = _mark_posting(items)
-    to_send: list[_Item] = []
+    to_send: list[PostingItem] = []
     for item in items:
         if item.needs_lookup:
             try:
                 handled = _resume_from_ledger(item, client=client, ledger_id=ledger_id)
             except GotransverseError as error:
-                _record_failure([item], error=error, report=report)
+                record_failure([item], error=error, report=report)
                 continue
             if handled is not None:
-                _journals_record_results([(item, handled)], report=report, found=True)
+                journals_record_results([(item, handled)], report=report, found=True)
                 continue
         to_send.append(item)
 
@@ -297,7 +254,7 @@ def _process(
     return report
 
 
-def _claims_refresh(items: list[_Item], *, worker_id: str) -> list[_Item]:
+def _claims_refresh(items: list[PostingItem], *, worker_id: str) -> list[PostingItem]:
     """Renew our claims right before sending, and send only what is still ours.
 
     A worker slowed down past LEDGER_CLAIM_TIMEOUT_SECONDS (retries, a slow ledger) may have
@@ -320,7 +277,7 @@ def _claims_refresh(items: list[_Item], *, worker_id: str) -> list[_Item]:
     return [item for item in items if item.order_sync.pk in ours]
 
 
-def _mark_posting(items: list[_Item]) -> list[_Item]:
+def _mark_posting(items: list[PostingItem]) -> list[PostingItem]:
     """Commit POSTING (and the request about to be sent) before any remote call; returns the
     items still current.
 
@@ -370,7 +327,7 @@ def _mark_posting(items: list[_Item]) -> list[_Item]:
     return current
 
 
-def _posting_note(item: _Item) -> str:
+def _posting_note(item: PostingItem) -> str:
     verb = {
         ACTION_CREATE_POSTED: "posting",
         ACTION_CREATE_DRAFT: "creating the draft of",
@@ -380,7 +337,7 @@ def _posting_note(item: _Item) -> str:
 
 
 def _resume_from_ledger(
-    item: _Item, *, client: GotransverseClient, ledger_id: int
+    item: PostingItem, *, client: GotransverseClient, ledger_id: int
 ) -> BulkTransactionResult | None:
     """Look the journal's reference up in the ledger. Returns a result to record when the
     ledger already holds what we were about to send; None when it must be sent.
@@ -432,7 +389,7 @@ def _resume_from_ledger(
 
 
 def _send(
-    items: list[_Item], *, client: GotransverseClient, ledger_id: int, report: PostingReport
+    items: list[PostingItem], *, client: GotransverseClient, ledger_id: int, report: PostingReport
 ) -> None:
     if not items:
         return
@@ -466,15 +423,15 @@ def _send(
                 # ledger is asked before the order is blocked as rejected.
                 checked = _posted_meanwhile(items[0], result, client=client, ledger_id=ledger_id)
                 if checked is None:
-                    _record_failure(items, error=error, report=report)
+                    record_failure(items, error=error, report=report)
                     return
                 result = checked
-            _journals_record_results([(items[0], result)], report=report, found=False)
+            journals_record_results([(items[0], result)], report=report, found=False)
             return
         # Anything else (503 or timeout after the client's retries, an unreadable answer, a
         # key or ledger misconfigured) is not this journal's fault: FAILED with backoff, and
         # the retry looks the reference up first, since the ledger may have booked it.
-        _record_failure(items, error=error, report=report)
+        record_failure(items, error=error, report=report)
         return
     report.sent += len(items)
     pairs = []
@@ -497,9 +454,9 @@ def _send(
         else:
             unanswered.append(item)
     unanswered.extend(items[len(outcome.results) :])
-    _journals_record_results(pairs, report=report, found=False)
+    journals_record_results(pairs, report=report, found=False)
     if unknown:
-        _record_failure(
+        record_failure(
             unknown,
             error=GotransverseError(
                 "the ledger refused to post the draft and could not be asked whether it is "
@@ -509,7 +466,7 @@ def _send(
             report=report,
         )
     if unanswered:
-        _record_failure(
+        record_failure(
             unanswered,
             error=GotransverseError(
                 "the ledger gave no result for this transaction; it will be looked up by its "
@@ -530,7 +487,7 @@ def _ambiguous(result: BulkTransactionResult) -> bool:
 
 
 def _posted_meanwhile(
-    item: _Item, result: BulkTransactionResult, *, client: GotransverseClient, ledger_id: int
+    item: PostingItem, result: BulkTransactionResult, *, client: GotransverseClient, ledger_id: int
 ) -> BulkTransactionResult | None:
     """After the ledger refused to post a draft: the posting when the ledger holds it (a lost
     answer of an earlier approval), the refusal when it surely does not, None when the lookup
@@ -544,152 +501,10 @@ def _posted_meanwhile(
     return found_result(posted[0]) if posted else result
 
 
-def _journals_record_results(
-    pairs: list[tuple[_Item, BulkTransactionResult]], *, report: PostingReport, found: bool
-) -> None:
-    """Record what the ledger answered, in one transaction per batch (after the remote call)."""
-    if not pairs:
-        return
-    periods = period_names(pairs)
-    now = timezone.now()
-    drafted: list[_Item] = []
-    posted: list[_Item] = []
-    rejected: list[tuple[_Item, str]] = []
-    for item, result in pairs:
-        journal = item.journal
-        journal.response_json = wire.dumps(result_raw(result), indent=2)
-        if not result.succeeded:
-            message = (
-                f"The AR Ledger rejected {journal.source_transaction_reference}: "
-                f"{result_message(result)}"
-            )
-            if item.draft_gone:
-                # Nothing of this journal is in the ledger any more: close it, so that the
-                # rebuild the message asks for makes a new revision with its own reference.
-                journal.status = Journal.Status.REJECTED
-                journal.rejected_reason = message
-            rejected.append((item, message))
-            continue
-        journal.ledger_transaction_id = str(result.id)
-        journal.landed_period = landed_period(result, periods)
-        if item.action == ACTION_CREATE_DRAFT:
-            journal.status = Journal.Status.DRAFT
-            drafted.append(item)
-        else:
-            journal.status = Journal.Status.POSTED
-            journal.posted_at = now
-            posted.append(item)
-    cleared = {"attempts": 0, "next_attempt_at": None, "last_error": ""}
-    transitions = TransitionBatch()
-    with transaction.atomic():
-        rows_update(
-            Journal,
-            [item.journal for item, _ in pairs],
-            [
-                "response_json",
-                "ledger_transaction_id",
-                "landed_period",
-                "status",
-                "posted_at",
-                "rejected_reason",
-            ],
-        )
-        transitions.add_many(
-            drafted,
-            OrderState.AWAITING_REVIEW,
-            note=lambda i: _ok_note(i.journal, found, "draft created"),
-            **cleared,
-        )
-        transitions.add_many(
-            posted,
-            OrderState.POSTED,
-            note=lambda i: _ok_note(i.journal, found, "posted"),
-            **cleared,
-        )
-        _write_back_steps_open([item.order_sync for item in posted])
-        for item, message in rejected:
-            extra = {"revision": item.order_sync.revision + 1} if item.draft_gone else {}
-            transitions.add(
-                item.order_sync,
-                OrderState.BLOCKED,
-                actor=item.actor,
-                user=item.user,
-                note=message,
-                blocked_reason=BlockedReason.REMOTE_REJECTION,
-                blocked_message=message,
-                blocked_fix_url=journal_admin_url(item.journal),
-                last_error=message,
-                **extra,
-            )
-        transitions.save()
-    for item in drafted:
-        item.outcome = "drafted"
-    for item in posted:
-        item.outcome = "posted"
-    for item, message in rejected:
-        item.outcome = "blocked"
-        report.blocked.append(_problem(item.order_sync, "remote_rejection", message))
-    report.drafted += len(drafted)
-    report.posted += len(posted)
-    if found:
-        report.found_in_ledger += len(drafted) + len(posted)
-
-
-def _record_failure(items: list[_Item], *, error: GotransverseError, report: PostingReport) -> None:
-    """Transient failure (after the client's own retries): FAILED with backoff; the next pass
-    looks the references up before sending anything."""
-    now = timezone.now()
-    message = str(error)
-    transitions = TransitionBatch()
-    with transaction.atomic():
-        for item in items:
-            attempts = item.order_sync.attempts + 1
-            transitions.add(
-                item.order_sync,
-                OrderState.FAILED,
-                actor=item.actor,
-                user=item.user,
-                note=message,
-                attempts=attempts,
-                next_attempt_at=now + backoff_delay(attempts),
-                last_error=message,
-            )
-            item.outcome = "failed"
-            report.failed.append(_problem(item.order_sync, "transient", message))
-        transitions.save()
-
-
-def _write_back_steps_open(order_syncs: list[OrderSync]) -> None:
-    """After a posting: the ERP code is (re)written for this revision; the invoice once."""
-    write_back_steps_open_many(order_sync_ids=[o.pk for o in order_syncs])
-
-
-def _payload(item: _Item) -> TransactionInput:
+def _payload(item: PostingItem) -> TransactionInput:
     if item.payload is None:
         item.payload = transaction_input(item.journal)
     return item.payload
-
-
-def _ok_note(journal: Journal, found: bool, what: str) -> str:
-    text = (
-        f"{journal.source_transaction_reference} {what} as ledger transaction "
-        f"{journal.ledger_transaction_id}"
-    )
-    if journal.landed_period:
-        text += f" in {journal.landed_period}"
-    if found:
-        text += " (found in the ledger on resume; not sent again)"
-    return text
-
-
-def _problem(order_sync: OrderSync, reason: str, message: str) -> OrderProblem:
-    return OrderProblem(
-        order_sync_id=order_sync.pk,
-        atlas_order_id=getattr(getattr(order_sync, "order", None), "atlas_id", None),
-        state=order_sync.state,
-        reason=reason,
-        message=message,
-    )
 
 
 def actor_name(user: Any) -> str:

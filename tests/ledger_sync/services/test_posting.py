@@ -155,7 +155,7 @@ def test_partial_bulk_failure_blocks_only_the_failing_order(ledger):
 
 def test_crash_after_the_ledger_accepted_resumes_without_posting_again(ledger, monkeypatch):
     journals = [built_journal() for _ in range(3)]
-    real_record = posting._journals_record_results
+    real_record = posting.journals_record_results
     crashes = []
 
     def record_then_crash(pairs, **kwargs):
@@ -164,7 +164,7 @@ def test_crash_after_the_ledger_accepted_resumes_without_posting_again(ledger, m
             raise RuntimeError("worker killed after the ledger answered")
         return real_record(pairs, **kwargs)
 
-    monkeypatch.setattr(posting, "_journals_record_results", record_then_crash)
+    monkeypatch.setattr(posting, "journals_record_results", record_then_crash)
 
     with pytest.raises(RuntimeError):
         journals_post(client=ledger.client())

@@ -125,7 +125,7 @@ def test_a_crash_after_the_ledger_accepted_is_finished_by_the_next_run_without_r
     from ledger_sync.services import posting
 
     atlas, ledger = sandboxes
-    real_record = posting._journals_record_results
+    real_record = posting.journals_record_results
     crashes = []
 
     def crash_once(pairs, **kwargs):
@@ -134,7 +134,7 @@ def test_a_crash_after_the_ledger_accepted_is_finished_by_the_next_run_without_r
             raise RuntimeError("worker killed between the ledger's answer and our record")
         return real_record(pairs, **kwargs)
 
-    monkeypatch.setattr(posting, "_journals_record_results", crash_once)
+    monkeypatch.setattr(posting, "journals_record_results", crash_once)
     with pytest.raises(RuntimeError):
         run_cycle()
     accepted = {t.source_transaction_reference for t in ledger.app.transactions}
