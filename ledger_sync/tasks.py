@@ -225,7 +225,7 @@ def payment_confirmation_deliver_task(confirmation_id: int) -> str:
 
 def invoice_report_deliver_task(report_id: int) -> str:
     """Create the ERP's reported invoice in ATLAS; its state. Idempotent."""
-    from ledger_sync.services.payments import invoice_report_deliver
+    from ledger_sync.services.invoice_reports import invoice_report_deliver
 
     report = invoice_report_deliver(report_id=report_id)
     return report.state if report is not None else "missing"

@@ -31,11 +31,8 @@ from ledger_sync.models import (
 from ledger_sync.models.inbound import CallbackState
 from ledger_sync.services.api_clients import api_client_create, api_client_rotate_token
 from ledger_sync.services.inbound import inbound_delivery_replay
-from ledger_sync.services.payments import (
-    invoice_report_retry,
-    invoice_settlement_retry,
-    payment_confirmation_retry,
-)
+from ledger_sync.services.invoice_reports import invoice_report_retry
+from ledger_sync.services.payments import invoice_settlement_retry, payment_confirmation_retry
 
 REPLAY_MAX = 500
 _STATE_COLOURS = {

@@ -4,6 +4,7 @@ Shared machinery: imports no domain service."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,15 @@ from django_q.brokers.orm import ORM
 from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.tasks import async_task
+
+
+def task_queuer(func: str) -> Callable[[int], None]:
+    """Queue `func` for one record id, named after the task and the id."""
+
+    def queue(pk: int) -> None:
+        task_enqueue(func, pk, task_name=f"{func.rsplit('.', 1)[-1]}-{pk}")
+
+    return queue
 
 
 def task_enqueue(func: str, *args: Any, task_name: str) -> None:

@@ -18,9 +18,8 @@ from ledger_sync.models import (
     PaymentConfirmation,
 )
 from ledger_sync.services.inbound import inbound_delivery_process
+from ledger_sync.services.invoice_reports import invoice_report_deliver, invoice_reports_due
 from ledger_sync.services.payments import (
-    invoice_report_deliver,
-    invoice_reports_due,
     invoice_settlement_send,
     order_payment_states_catch_up,
     payment_confirmation_deliver,
