@@ -6,7 +6,7 @@ Nothing is written here; services/journals.py applies the plans.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -420,13 +420,29 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
             "zero-amount entries; there is nothing to book.",
             fix_url_order(order),
         )
-    # Control accounts first: one fix in the posting settings clears every order.
+    for problem in _account_problems(
+        lines=lines, bookable=bookable, counterparty=counterparty, reference=reference, ctx=ctx
+    ):
+        add(problem.reason, problem.message, problem.fix_url)
+    return _plan_period(plan=plan, ctx=ctx, reference=reference)
+
+
+def _account_problems(
+    *,
+    lines: Sequence[LineDraft],
+    bookable: Sequence[OrderItem],
+    counterparty: Counterparty | None,
+    reference: str,
+    ctx: BuildContext,
+) -> Iterator[JournalProblem]:
+    """What is wrong with the GL accounts of the lines: control accounts first (one fix in the
+    posting settings clears every order), then each item's account."""
     for line in lines:
         if line.role not in CONTROL_ROLES:
             continue
         setting = CONTROL_ROLE_FIELDS[line.role]
         if not line.gl_account:
-            add(
+            yield JournalProblem(
                 BlockedReason.MISSING_CONTROL_ACCOUNT,
                 f"The {ROLE_WORDS[line.role]} control account is not set in the posting "
                 f"settings ({setting}); order {reference} needs it.",
@@ -437,7 +453,7 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
         if problem is None and account is not None:
             problem = account_role_problem(role=line.role, account=account)
         if problem:
-            add(
+            yield JournalProblem(
                 BlockedReason.MISSING_CONTROL_ACCOUNT,
                 f"The {ROLE_WORDS[line.role]} control account of the posting settings "
                 f"({setting}) cannot be used: {problem}",
@@ -448,14 +464,13 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
         if line.role in CONTROL_ROLES:
             continue
         if not line.gl_account:
-            problem = _missing_item_account_problem(
+            yield _missing_item_account_problem(
                 line=line,
                 item=items_by_id.get(line.item_atlas_id),
                 counterparty=counterparty,
                 reference=reference,
                 ctx=ctx,
             )
-            add(problem.reason, problem.message, problem.fix_url)
             continue
         problem = _gl_problem(
             number=line.gl_account,
@@ -464,8 +479,9 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
             item_id=line.item_atlas_id,
         )
         if problem:
-            add(problem.reason, f"Order {reference}: {problem.message}", problem.fix_url)
-    return _plan_period(plan=plan, ctx=ctx, reference=reference)
+            yield JournalProblem(
+                problem.reason, f"Order {reference}: {problem.message}", problem.fix_url
+            )
 
 
 def _plan_period(*, plan: JournalPlan, ctx: BuildContext, reference: str) -> JournalPlan:
