@@ -223,6 +223,15 @@ def payment_confirmation_deliver_task(confirmation_id: int) -> str:
     return confirmation.state if confirmation is not None else "missing"
 
 
+def payment_settlement_post_task(confirmation_id: int) -> str:
+    """Post one accepted payment's settlement transaction to the AR Ledger; its ledger state.
+    Idempotent: claimed, and a stored request is looked up in the ledger before a resend."""
+    from ledger_sync.services.settlements import payment_settlement_post
+
+    confirmation = payment_settlement_post(confirmation_id=confirmation_id)
+    return confirmation.ledger_state if confirmation is not None else "missing"
+
+
 def invoice_report_deliver_task(report_id: int) -> str:
     """Create the ERP's reported invoice in ATLAS; its state. Idempotent."""
     from ledger_sync.services.invoice_reports import invoice_report_deliver

@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.atlas_sandbox",
     "tests.fixtures.gotransverse_sandbox",
+    "tests.fixtures.payment_case",
 ]

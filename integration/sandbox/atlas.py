@@ -43,6 +43,7 @@ from integration.sandbox.atlas_seed import (
 )
 from integration.sandbox.clock import SandboxClock
 from integration.sandbox.faults import Fault, FaultConfig
+from integration.sandbox.payment_case import PaymentCase, add_payment_case
 from integration.sandbox.tampering import AtlasTampering
 from integration.wire import dumps, loads
 
@@ -202,6 +203,8 @@ class AtlasSandbox(AtlasTampering):
         if rate_limit_per_minute is not None and rate_limit_per_minute <= 0:
             raise ValueError("rate_limit_per_minute must be positive, or None for no limit")
         self.dataset = dataset
+        # The orders of integration/sandbox/payment_case.py, when create_atlas_sandbox added them.
+        self.payment_case: PaymentCase | None = None
         self.username = username
         self._password = password
         self.token_lifetime_seconds = token_lifetime_seconds
@@ -712,10 +715,12 @@ def create_atlas_sandbox(
     orders: int = 120,
     items_per_order: int = 5,
     document_cases: bool = False,
+    payment_case: bool = False,
     **options: Any,
 ) -> AtlasSandbox:
     """An ATLAS sandbox seeded with `build_atlas_dataset(seed, orders, items_per_order,
-    document_cases)`.
+    document_cases)`, and with `payment_case` the orders of integration/sandbox/payment_case.py
+    (the case is kept as the sandbox's `payment_case`).
 
     Options are AtlasSandbox's keyword arguments: username, password, token_lifetime_seconds,
     rate_limit_per_minute (None disables), clock, faults, webhook_url, webhook_secret, sleep,
@@ -724,7 +729,10 @@ def create_atlas_sandbox(
     dataset = build_atlas_dataset(
         seed=seed, orders=orders, items_per_order=items_per_order, document_cases=document_cases
     )
-    return AtlasSandbox(dataset, **options)
+    case = add_payment_case(dataset) if payment_case else None
+    sandbox = AtlasSandbox(dataset, **options)
+    sandbox.payment_case = case
+    return sandbox
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from integration.sandbox.clock import SandboxClock
 from integration.sandbox.faults import FaultConfig
 from integration.sandbox.gotransverse_seed import (
     CALENDAR_ID,
+    CATEGORY_BY_TYPE,
     CHART_OF_ACCOUNTS_ID,
     DESIGNATIONS,
     LEDGER_CURRENCY,
@@ -254,6 +255,34 @@ class GotransverseSandbox(LedgerTampering):
         """Open or close a period directly (the HTTP endpoints do the same)."""
         with self._lock:
             self._set_period_open(self.period(period_id), is_open)
+
+    def set_account_status(self, number: str, status: str) -> None:
+        """Activate or deactivate a GL account as a person would in Gotransverse ("ACTIVE",
+        "INACTIVE"): transactions on an inactive one are refused."""
+        with self._lock:
+            self._accounts_by_number[number].status = status
+
+    def add_gl_account(self, *, number: str, name: str, type: str, designation: str) -> None:
+        """A new posting account in the chart, as a person would add it in Gotransverse."""
+        category_id, category_name, designation_category = CATEGORY_BY_TYPE[type]
+        with self._lock:
+            if number in self._accounts_by_number:
+                raise ValueError(f"GL account {number} exists already")
+            account = SeedAccount(
+                id=max(a.id for a in self.accounts) + 1,
+                number=number,
+                name=name,
+                type=type,
+                designation=designation,
+                is_posting_account=True,
+                parent_number=None,
+                category_id=category_id,
+                category_name=category_name,
+                designation_category=designation_category,
+            )
+            self.accounts.append(account)
+            self._accounts_by_number[number] = account
+            self._accounts_by_id[account.id] = account
 
     def calls_to(self, path: str, method: str | None = None) -> list[RecordedCall]:
         """The recorded calls to exactly this path (and method, when given)."""

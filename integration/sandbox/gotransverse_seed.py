@@ -27,7 +27,7 @@ CLOSED_MONTHS: frozenset[tuple[int, int]] = frozenset(
     [(2025, m) for m in range(1, 13)] + [(2026, 1), (2026, 2)]
 )
 
-_CATEGORY_BY_TYPE = {
+CATEGORY_BY_TYPE = {
     "ASSET": (1, "Assets", "BALANCE_SHEET"),
     "LIABILITY": (2, "Liabilities", "BALANCE_SHEET"),
     "REVENUE": (3, "Revenue", "INCOME_STATEMENT"),
@@ -93,7 +93,7 @@ class SeedYear:
 def seed_accounts() -> list[SeedAccount]:
     accounts = []
     for index, account in enumerate(LEDGER_ACCOUNTS, start=1):
-        category_id, category_name, designation_category = _CATEGORY_BY_TYPE[account.type]
+        category_id, category_name, designation_category = CATEGORY_BY_TYPE[account.type]
         accounts.append(
             SeedAccount(
                 id=index,
@@ -114,7 +114,7 @@ def seed_accounts() -> list[SeedAccount]:
 def seed_categories() -> list[dict[str, Any]]:
     return [
         {"id": cid, "name": name, "type": account_type, "status": "ACTIVE"}
-        for account_type, (cid, name, _category) in _CATEGORY_BY_TYPE.items()
+        for account_type, (cid, name, _category) in CATEGORY_BY_TYPE.items()
     ]
 
 

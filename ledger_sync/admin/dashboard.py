@@ -349,6 +349,7 @@ def _register_default_cards() -> None:
         InvoiceReport,
         InvoiceSettlement,
         Journal,
+        LedgerSettlementState,
         MasterDataCorrection,
         OrderState,
         OrderSync,
@@ -506,6 +507,22 @@ def _register_default_cards() -> None:
                     lambda: PaymentConfirmation.objects.filter(state=CallbackState.REJECTED),
                     "paymentconfirmation",
                     f"?state__exact={CallbackState.REJECTED}",
+                ),
+                line(
+                    "Payment settlements failing in the AR Ledger",
+                    lambda: PaymentConfirmation.objects.filter(
+                        ledger_state=LedgerSettlementState.FAILED
+                    ),
+                    "paymentconfirmation",
+                    f"?ledger_state__exact={LedgerSettlementState.FAILED}",
+                ),
+                line(
+                    "Payment settlements blocked",
+                    lambda: PaymentConfirmation.objects.filter(
+                        ledger_state=LedgerSettlementState.BLOCKED
+                    ),
+                    "paymentconfirmation",
+                    f"?ledger_state__exact={LedgerSettlementState.BLOCKED}",
                 ),
                 line(
                     "Invoices failing",

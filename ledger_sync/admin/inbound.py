@@ -26,13 +26,16 @@ from ledger_sync.models import (
     InboundDelivery,
     InvoiceReport,
     InvoiceSettlement,
+    LedgerSettlementState,
     PaymentConfirmation,
 )
 from ledger_sync.models.inbound import CallbackState
+from ledger_sync.services.admin_links import journal_admin_url
 from ledger_sync.services.api_clients import api_client_create, api_client_rotate_token
 from ledger_sync.services.inbound import inbound_delivery_replay
 from ledger_sync.services.invoice_reports import invoice_report_retry
 from ledger_sync.services.payments import invoice_settlement_retry, payment_confirmation_retry
+from ledger_sync.services.settlements import payment_settlement_retry
 
 REPLAY_MAX = 500
 _STATE_COLOURS = {
@@ -46,6 +49,9 @@ _STATE_COLOURS = {
     "ignored": "#757575",
     "failed": "#ef6c00",
     "rejected": "#c62828",
+    "posted": "#2e7d32",
+    "blocked": "#c62828",
+    "not_ours": "#757575",
 }
 
 
@@ -286,12 +292,14 @@ class PaymentConfirmationAdmin(_CallbackAdmin):
         "attempts",
         "next_attempt_at",
         "short_error",
+        "ledger_state_badge",
         "received_at",
         "confirmed_at",
     )
-    list_select_related = ("api_client",)
+    list_filter = ("state", "ledger_state")
+    list_select_related = ("api_client", "settlement_journal")
     search_fields = ("external_id", "invoice_external_id", "=invoice_atlas_id", "=order_atlas_id")
-    actions = ["retry_selected"]
+    actions = ["retry_selected", "retry_settlement_selected"]
     fields = (
         "external_id",
         "api_client",
@@ -309,11 +317,32 @@ class PaymentConfirmationAdmin(_CallbackAdmin):
         "atlas_payment_id",
         "received_at",
         "confirmed_at",
+        "ledger_state",
+        "ledger_attempts",
+        "ledger_next_attempt_at",
+        "ledger_error",
+        "settlement_journal_link",
         "request_pretty",
         "atlas_request_pretty",
         "atlas_response_pretty",
     )
     readonly_fields = fields
+
+    @admin.display(description="AR Ledger settlement", ordering="ledger_state")
+    def ledger_state_badge(self, obj: PaymentConfirmation) -> SafeString:
+        return _badge(obj.ledger_state, obj.get_ledger_state_display())
+
+    @admin.display(description="Settlement journal")
+    def settlement_journal_link(self, obj: PaymentConfirmation) -> SafeString:
+        journal = getattr(obj, "settlement_journal", None)
+        if journal is None:
+            return format_html("{}", "—")
+        return format_html(
+            '<a href="{}">{}</a> ({})',
+            journal_admin_url(journal),
+            journal.source_transaction_reference,
+            journal.get_status_display(),
+        )
 
     @admin.action(description="Retry writing to ATLAS (queued)")
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -322,6 +351,21 @@ class PaymentConfirmationAdmin(_CallbackAdmin):
             queryset,
             retry=lambda row: payment_confirmation_retry(confirmation=row),
             noun="payment",
+        )
+
+    @admin.action(description="Retry posting the settlement to the AR Ledger (queued)")
+    def retry_settlement_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        rows = list(
+            queryset.filter(
+                ledger_state__in=[LedgerSettlementState.BLOCKED, LedgerSettlementState.FAILED]
+            )
+        )
+        for row in rows:
+            payment_settlement_retry(confirmation=row)
+        self.message_user(
+            request,
+            f"Queued {counted(len(rows), 'settlement', 'settlements')} for the AR Ledger.",
+            messages.SUCCESS,
         )
 
 

@@ -15,7 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ledger_sync.models import InvoiceReport, PaymentConfirmation
+from ledger_sync.models import InvoiceReport, LedgerSettlementState, PaymentConfirmation
 from ledger_sync.services.invoice_reports import InvoiceReportRequest
 from ledger_sync.services.payments import PaymentRequest
 
@@ -197,6 +197,12 @@ class PaymentResourceSerializer(serializers.Serializer):
     atlasPaymentId = serializers.IntegerField(allow_null=True)
     attempts = serializers.IntegerField()
     lastError = serializers.CharField(allow_blank=True)
+    ledgerStatus = serializers.ChoiceField(
+        choices=LedgerSettlementState.choices,
+        help_text="The settlement transaction in the AR Ledger, apart from ATLAS: pending: to "
+        "post (or waiting for the order's journal); posted; failed: retried automatically; "
+        "blocked: a person must fix something; not_ours: no journal of ours to settle.",
+    )
     receivedAt = serializers.DateTimeField()
     confirmedAt = serializers.DateTimeField(allow_null=True)
     statusUrl = serializers.CharField()
@@ -219,6 +225,7 @@ def payment_resource(confirmation: PaymentConfirmation, *, request: Any) -> dict
             "atlasPaymentId": confirmation.atlas_payment_id,
             "attempts": confirmation.attempts,
             "lastError": confirmation.last_error,
+            "ledgerStatus": confirmation.ledger_state,
             "receivedAt": confirmation.received_at,
             "confirmedAt": confirmation.confirmed_at,
             "statusUrl": request.build_absolute_uri(url),

@@ -28,12 +28,12 @@ from ledger_sync.models import (
 from ledger_sync.services.admin_links import journal_admin_url
 from ledger_sync.services.claims import orders_claim, orders_release, worker_id_new
 from ledger_sync.services.ledger_records import (
-    found_result,
+    bulk_result_from_transaction,
+    journal_transaction_input,
     landed_period,
     period_names,
     result_message,
     result_raw,
-    transaction_input,
 )
 from ledger_sync.services.order_states import (
     POSTED_STATES,
@@ -166,9 +166,11 @@ def _reverse(
     if reversal.request_json:
         found = client.find_transactions_by_reference(ledger_id, reference)
         if found:
-            _record_reversal(journal, reversal, result=found_result(found[0]), user=user)
+            _record_reversal(
+                journal, reversal, result=bulk_result_from_transaction(found[0]), user=user
+            )
             return _refreshed(reversal)
-    payload = transaction_input(reversal)
+    payload = journal_transaction_input(reversal)
     with transaction.atomic():
         reversal.request_json = wire.dumps([payload.to_json()], indent=2)
         reversal.save(update_fields=["request_json"])

@@ -19,7 +19,7 @@ from ledger_sync.models import (
 )
 
 
-def transaction_input(journal: Journal) -> TransactionInput:
+def journal_transaction_input(journal: Journal) -> TransactionInput:
     lines = sorted(journal.lines.all(), key=lambda line: line.position)
     return TransactionInput(
         source_transaction_reference=journal.source_transaction_reference,
@@ -40,7 +40,7 @@ def transaction_input(journal: Journal) -> TransactionInput:
     )
 
 
-def found_result(found: Any) -> BulkTransactionResult:
+def bulk_result_from_transaction(found: Any) -> BulkTransactionResult:
     return BulkTransactionResult(
         index=0,
         requested=found.source_transaction_reference,

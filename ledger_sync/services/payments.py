@@ -14,6 +14,8 @@ Payments (the guide, "settlement write-backs"):
   an InvoiceSettlement row (unique per invoice) is claimed before the call, and an invoice ATLAS
   already shows as paid is never sent again;
 - the order moves to partially paid, then paid.
+Each accepted payment is also settled in the AR Ledger (services/settlements.py), apart from
+its write to ATLAS.
 Invoice reports hand the ERP's number to the write-back of the order (IssuedInvoice, source
 "erp_callback"), which looks the invoice up by externalId in ATLAS before creating it.
 """
@@ -68,6 +70,7 @@ from ledger_sync.services.order_states import (
     order_transition,
     transition_allowed,
 )
+from ledger_sync.services.settlements import payment_settlement_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +143,10 @@ def payment_confirmation_accept(
     api_client: Any = None,
     today: date | None = None,
     enqueue: Callable[[int], None] | None = None,
+    settlement_enqueue: Callable[[int], None] | None = None,
 ) -> tuple[PaymentConfirmation, bool]:
-    """Store a confirmed payment and queue its write to ATLAS; (confirmation, created).
+    """Store a confirmed payment and queue its write to ATLAS and its settlement transaction
+    in the AR Ledger (services/settlements.py); (confirmation, created).
 
     The same request again returns the stored confirmation (created False). Raises
     IdempotencyConflict when the externalId was used with other content, CallbackRejected
@@ -223,6 +228,9 @@ def payment_confirmation_accept(
             # robust: the payment is stored; a queue failing now is logged and the sweep
             # delivers it, the caller is not told 500 for a payment we hold.
             transaction.on_commit(lambda: queue(confirmation.pk), robust=True)
+            # The settlement in the AR Ledger is queued apart: neither waits for the other.
+            settle = settlement_enqueue or payment_settlement_enqueue
+            transaction.on_commit(lambda: settle(confirmation.pk), robust=True)
     except IntegrityError:
         # The same externalId was stored by a concurrent request: answer as for a repeat.
         repeat = repeat_of(PaymentConfirmation, request.external_id, fingerprint, "payment")

@@ -43,9 +43,9 @@ from ledger_sync.models import (
 from ledger_sync.services.claims import orders_claim, orders_release, worker_id_new
 from ledger_sync.services.db import rows_update
 from ledger_sync.services.ledger_records import (
+    bulk_result_from_transaction,
     error_result,
-    found_result,
-    transaction_input,
+    journal_transaction_input,
 )
 from ledger_sync.services.order_states import (
     MAYBE_SENT_STATES,
@@ -359,10 +359,10 @@ def _resume_from_ledger(
             # under the auto workflow posted it): record what is true, a posted journal — not
             # a draft awaiting a review that could never delete it.
             item.action = ACTION_POST_DRAFT
-        return found_result(posted[0])
+        return bulk_result_from_transaction(posted[0])
     if drafts:
         if item.action == ACTION_CREATE_DRAFT:
-            return found_result(drafts[0])
+            return bulk_result_from_transaction(drafts[0])
         # Auto workflow (or an approved draft): the draft is there, post it, never re-create.
         item.action = ACTION_POST_DRAFT
         return None
@@ -498,12 +498,12 @@ def _posted_meanwhile(
         )
     except GotransverseError:
         return None
-    return found_result(posted[0]) if posted else result
+    return bulk_result_from_transaction(posted[0]) if posted else result
 
 
 def _payload(item: PostingItem) -> TransactionInput:
     if item.payload is None:
-        item.payload = transaction_input(item.journal)
+        item.payload = journal_transaction_input(item.journal)
     return item.payload
 
 

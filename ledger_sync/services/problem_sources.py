@@ -27,6 +27,7 @@ from ledger_sync.models import (
     InboundDelivery,
     InvoiceReport,
     InvoiceSettlement,
+    LedgerSettlementState,
     MasterDataCorrection,
     OrderState,
     OrderSync,
@@ -311,6 +312,40 @@ def failed_callbacks() -> Iterator[Observation]:
         )
 
 
+def failed_settlements() -> Iterator[Observation]:
+    """Payments whose settlement transaction the AR Ledger refused, could not take (failed,
+    retried with backoff) or that a person must unblock (closed period, no bank account)."""
+    rows = PaymentConfirmation.objects.filter(
+        ledger_state__in=[LedgerSettlementState.FAILED, LedgerSettlementState.BLOCKED]
+    ).values(
+        "pk",
+        "external_id",
+        "ledger_state",
+        "ledger_attempts",
+        "ledger_error",
+        "ledger_next_attempt_at",
+        "updated_at",
+        "amount",
+        "currency",
+    )
+    for row in rows.iterator(chunk_size=2000):
+        message = (row["ledger_error"] or "Posting the settlement failed.")[:MESSAGE_MAX]
+        if row["ledger_state"] == LedgerSettlementState.BLOCKED:
+            message += " Not retried automatically: retry the settlement from its page."
+        else:
+            message += _retry_note(row["ledger_next_attempt_at"])
+        yield Observation(
+            key=f"payment_settlement:{row['pk']}",
+            message=message,
+            seen_at=row["updated_at"],
+            record_label=f"Settlement of payment {row['external_id']} "
+            f"({row['amount']:,} {row['currency']})",
+            fix_url=_url("paymentconfirmation", row["pk"]),
+            details={"payment_confirmation": row["pk"], "ledger_state": row["ledger_state"]},
+            count=row["ledger_attempts"] or None,
+        )
+
+
 # --- mirrors ---------------------------------------------------------------------------------
 
 
@@ -459,6 +494,7 @@ def reconciliation_differences() -> Iterator[Observation]:
 for _source in (
     ProblemSource(K.BLOCKED_ORDER, "blocked orders", blocked_orders),
     ProblemSource(K.FAILED_POSTING, "failed postings", failed_postings),
+    ProblemSource(K.FAILED_POSTING, "payment settlements", failed_settlements),
     ProblemSource(K.FAILED_WRITE_BACK, "order write-backs", failed_order_write_backs),
     ProblemSource(K.FAILED_WRITE_BACK, "counterparty write-backs", failed_counterparty_write_backs),
     ProblemSource(K.FAILED_DELIVERY, "webhook deliveries", failed_deliveries),
@@ -470,5 +506,5 @@ for _source in (
     problem_source_register(_source)
 
 # Which kinds each stage refreshes when it ends (the schedule refreshes them all).
-INBOUND_KINDS = (K.FAILED_DELIVERY, K.FAILED_CALLBACK)
+INBOUND_KINDS = (K.FAILED_DELIVERY, K.FAILED_CALLBACK, K.FAILED_POSTING)
 MIRROR_KINDS = (K.MIRROR_RECORD_ERROR,)

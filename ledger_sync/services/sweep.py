@@ -30,6 +30,8 @@ from ledger_sync.services.payments import (
 )
 from ledger_sync.services.problem_sources import INBOUND_KINDS
 from ledger_sync.services.problems import problems_refresh_safely
+from ledger_sync.services.remote import gotransverse_client_from_settings
+from ledger_sync.services.settlements import payment_settlement_post, payment_settlements_due
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class SweepReport:
     invoice_checks: int = 0
     settlements: int = 0
     invoice_reports: int = 0
+    ledger_settlements: int = 0
     order_states: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -56,11 +59,16 @@ class SweepReport:
 
 
 def inbound_sweep(
-    *, now: datetime | None = None, atlas_client: Any = None, limit: int = SWEEP_LIMIT
+    *,
+    now: datetime | None = None,
+    atlas_client: Any = None,
+    ledger_client: Any = None,
+    limit: int = SWEEP_LIMIT,
 ) -> SweepReport:
     """Pick up inbound work that is due and was not done: deliveries whose task never ran or
     failed transiently, payments and invoice reports not yet in ATLAS (ATLAS was down),
-    settlements still to send, and orders whose paid state waited for their write-back.
+    settlements still to send, payments whose settlement transaction is due in the AR Ledger
+    (services/settlements.py), and orders whose paid state waited for their write-back.
     Bounded per run; the schedule runs it every minute."""
     now = now or timezone.now()
     report = SweepReport()
@@ -74,6 +82,9 @@ def inbound_sweep(
         .order_by("received_at")
         .values_list("pk", flat=True)[:limit]
     )
+    settlement_pks = payment_settlements_due(now=now, limit=limit)
+    if settlement_pks and ledger_client is None:
+        ledger_client = gotransverse_client_from_settings()  # one session for the sweep
     work: list[tuple[str, list[int], Callable[[int], Any]]] = [
         (
             "deliveries",
@@ -103,6 +114,11 @@ def inbound_sweep(
             "invoice_reports",
             invoice_reports_due(now=now, limit=limit),
             lambda pk: invoice_report_deliver(report_id=pk, client=atlas_client, now=now),
+        ),
+        (
+            "ledger_settlements",
+            settlement_pks,
+            lambda pk: payment_settlement_post(confirmation_id=pk, client=ledger_client, now=now),
         ),
     ]
     for kind, pks, run in work:

@@ -7,7 +7,8 @@ status and sends the signed webhook (stored once, a copy acknowledged as a dupli
 is journaled balanced and sent to the ledger as a draft (review workflow); an accountant
 approves it and it is posted by reference; the erpCode and the invoice are written back; the
 bank confirms a partial and then a final payment (idempotent, conflicts refused); ATLAS holds
-both payments and the invoice is marked paid; a second cycle changes nothing anywhere.
+both payments and the invoice is marked paid, the AR Ledger a settlement for each; a second
+cycle changes nothing anywhere.
 """
 
 from __future__ import annotations
@@ -268,7 +269,31 @@ def test_one_order_walks_the_whole_handshake(story, tmp_path, live_server):
     assert invoice["isPaid"] is True
     order_sync.refresh_from_db()
     assert order_sync.state == OrderState.PAID
-    assert _ledger_writes(ledger) == []
+    # Each payment posted its own settlement to the AR Ledger (Dr bank / Cr receivables), the
+    # repeat and the conflict posted nothing: the customer's receivable is cleared.
+    settlement_posts = _ledger_writes(ledger)
+    assert [(c.path, c.query) for c in settlement_posts] == [
+        ("/ledgers/1/accounting-transactions/bulk", {"auto_post": "true"})
+    ] * 2
+    sent_settlements = [c.body[0] for c in settlement_posts]
+    confirmations = {p.external_id: p.pk for p in PaymentConfirmation.objects.all()}
+    assert [t["source_transaction_reference"] for t in sent_settlements] == [
+        f"ATLAS-PAYMENT-{confirmations['PAY-E2E-1']}",
+        f"ATLAS-PAYMENT-{confirmations['PAY-E2E-2']}",
+    ]
+    assert [
+        [(e["gl_account_num"], e["credit"], e["amount"]["amount"]) for e in t["entries"]]
+        for t in sent_settlements
+    ] == [
+        [("1000", False, Decimal("300000.00")), ("1200", True, Decimal("300000.00"))],
+        [("1000", False, Decimal("509046.19")), ("1200", True, Decimal("509046.19"))],
+    ]
+    receivable = Decimal("0.00")
+    for posted in ledger.app.posted_transactions():
+        for e in posted.entries:
+            if (e.gl_account_num, e.billing_account_num) == ("1200", ERP_CODE):
+                receivable += -e.amount if e.credit else e.amount
+    assert receivable == 0
     in_atlas = {p["externalId"]: p for p in dataset.payments.values() if p["orderId"] == ORDER_ID}
     assert {k: p["amount"] for k, p in in_atlas.items()} == {
         "PAY-E2E-1": Decimal("300000.00"),
@@ -284,8 +309,8 @@ def test_one_order_walks_the_whole_handshake(story, tmp_path, live_server):
             in_atlas[external_id]["id"],
         )
         assert shown["confirmedAt"] is not None
-    assert set(PaymentConfirmation.objects.values_list("state", flat=True)) == {
-        CallbackState.WRITTEN_TO_ATLAS
+    assert set(PaymentConfirmation.objects.values_list("state", "ledger_state")) == {
+        (CallbackState.WRITTEN_TO_ATLAS, "posted")
     }
 
     # 6. Another full cycle finds nothing to do: nothing posted, nothing written anywhere.

@@ -43,6 +43,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-rate-limit", action="store_true", help="Lift ATLAS's 100 calls per minute."
         )
+        parser.add_argument(
+            "--no-payment-case",
+            action="store_true",
+            help="Leave out the payment case (a customer and a self-billing supplier whose "
+            "invoices get paid: integration/sandbox/payment_case.py).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         host = settings.SANDBOX_HOST
@@ -61,6 +67,7 @@ class Command(BaseCommand):
             orders=options["orders"],
             items_per_order=options["items_per_order"],
             document_cases=True,
+            payment_case=not options["no_payment_case"],
             username=settings.ATLAS_USERNAME,
             password=settings.ATLAS_PASSWORD,
             token_lifetime_seconds=options["token_lifetime"],

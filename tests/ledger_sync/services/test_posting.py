@@ -20,7 +20,7 @@ from ledger_sync.models import (
 )
 from ledger_sync.services import posting
 from ledger_sync.services.journal_corrections import journal_reject, journal_reverse, order_retry
-from ledger_sync.services.ledger_records import transaction_input
+from ledger_sync.services.ledger_records import journal_transaction_input
 from ledger_sync.services.posting import PostingError, journal_approve, journals_post
 from tests.factories.parties import accountant
 from tests.ledger_sync.services.posting_support import (
@@ -194,7 +194,7 @@ def test_a_dead_workers_stale_claim_is_taken_over_and_checked_first(ledger, sett
     journal = built_journal()
     client = ledger.client()
     # A worker posted it, then died before recording anything: POSTING, claim held.
-    payload = transaction_input(journal)
+    payload = journal_transaction_input(journal)
     client.create_transactions_bulk(1, [payload], auto_post=True)
     OrderSync.objects.filter(pk=journal.order_sync_id).update(
         state=OrderState.POSTING, claimed_by="dead-worker", claimed_at=timezone.now()
@@ -646,7 +646,7 @@ def test_a_review_journal_found_posted_on_resume_is_recorded_as_posted_not_as_a_
     client = ledger.client()
     # A worker created the draft and died before recording it; the draft was then posted in
     # the ledger itself. The order is still POSTING, its claim gone.
-    client.create_transactions_bulk(1, [transaction_input(journal)], auto_post=False)
+    client.create_transactions_bulk(1, [journal_transaction_input(journal)], auto_post=False)
     client.post_drafts_bulk(
         1, [journal.source_transaction_reference], id_type="SOURCE_TRANSACTION_REFERENCE"
     )

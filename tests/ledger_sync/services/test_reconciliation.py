@@ -1,17 +1,28 @@
 """Reconciliation over both sandboxes, after a real cycle: a clean cycle reconciles to zero
-differences at all three levels, and each tampering is reported once, with its figures."""
+differences at all three levels, each tampering is reported once, with its figures, and an
+accepted payment is a difference only until its settlement transaction is in the ledger."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
-from ledger_sync.models import Journal, Problem, ReconciliationDifference, ReconciliationRun
+from integration.sandbox.faults import FaultConfig
+from ledger_sync.models import (
+    Journal,
+    PaymentConfirmation,
+    Problem,
+    ReconciliationDifference,
+    ReconciliationRun,
+)
 from ledger_sync.services.reconciliation import reconciliation_run
+from ledger_sync.services.sweep import inbound_sweep
 from tests.fixtures.atlas_sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -428,3 +439,37 @@ def test_differences_reach_the_error_queue_fold_on_repeat_and_resolve_when_clean
     assert reconciliation_run(trigger="test").difference_count == 0
     assert not queued.filter(status=Problem.Status.OPEN).exists()
     assert queued.get(key=duplicate_key).status == Problem.Status.RESOLVED
+
+
+# --- payments and their settlements --------------------------------------------------------
+
+
+def test_an_accepted_payment_is_reported_until_its_settlement_is_in_the_ledger(payment_case):
+    order = payment_case.case.receivable
+    ledger = payment_case.ledger.app
+    ledger.faults = FaultConfig(error_rate=1.0, error_statuses=(503,))
+    payment_case.pay(payment_case.body(order, order.payments[0]))
+    assert PaymentConfirmation.objects.get().ledger_state == "failed"
+    ledger.faults = FaultConfig()
+
+    unsettled = reconciliation_run(trigger="test")
+
+    assert unsettled.status == ReconciliationRun.Status.DONE, unsettled.error
+    (row,) = [r for r in differences(unsettled, 3) if r.billing_account_num == order.erp_code]
+    assert row.kind == "counterparty_balance"
+    # ATLAS and we agree the customer owes 6,900.00; the ledger still shows 11,900.00.
+    assert (row.atlas_amount, row.ours_amount, row.ledger_amount) == (
+        D("6900.00"),
+        D("6900.00"),
+        D("11900.00"),
+    )
+    assert "5,000.00 EUR of payments we accepted have no settlement transaction" in (
+        row.likely_cause
+    )
+
+    inbound_sweep(now=timezone.now() + timedelta(minutes=20))
+    assert PaymentConfirmation.objects.get().ledger_state == "posted"
+    settled = reconciliation_run(trigger="test")
+
+    assert settled.status == ReconciliationRun.Status.DONE, settled.error
+    assert differences(settled) == []
