@@ -100,14 +100,21 @@ class Browser:
 
     def submit(self, by: str, value: str) -> None:
         """Click something that loads a new page, and wait until the new page is there."""
-        from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.ui import WebDriverWait
 
         element = self.driver.find_element(by, value)
         element.click()
-        WebDriverWait(self.driver, WAIT_SECONDS).until(expected_conditions.staleness_of(element))
+        WebDriverWait(self.driver, WAIT_SECONDS).until(lambda driver: _gone(element))
 
     def text(self) -> str:
+        """The page's visible text; read again when the page replaced itself mid-read (a page
+        that refreshes itself, or a redirect landing just then)."""
+        for _ in range(3):
+            try:
+                return self.driver.find_element(By.TAG_NAME, "body").text
+            except Exception as error:
+                if not _document_replaced(error):
+                    raise
         return self.driver.find_element(By.TAG_NAME, "body").text
 
     @property
@@ -119,6 +126,27 @@ class Browser:
 
     def screenshot(self, path: Path) -> None:
         self.driver.save_screenshot(str(path))
+
+
+def _document_replaced(error: Exception) -> bool:
+    """Whether Selenium failed only because the page was replaced under it. Chromium reports
+    that as a stale element, or (mid-navigation) as "Node ... does not belong to the document"."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    if isinstance(error, StaleElementReferenceException):
+        return True
+    return isinstance(error, WebDriverException) and "does not belong to the document" in str(error)
+
+
+def _gone(element: Any) -> bool:
+    """Whether the page holding `element` has been replaced by the next one."""
+    try:
+        element.is_enabled()
+    except Exception as error:
+        if _document_replaced(error):
+            return True
+        raise
+    return False
 
 
 @pytest.fixture(scope="session")
