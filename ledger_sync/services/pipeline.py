@@ -125,41 +125,22 @@ def cycle_run(
     ledger = gotransverse_client or gotransverse_client_from_settings()
 
     mark = _Stopwatch(report, stage_done)
-    try:
-        run = atlas_mirror_run(client=atlas, trigger=trigger, user=user, progress=mirror_progress)
-        report.stages["atlas_mirror"] = _run_counts(run)
-        _run_errors(report, run, "ATLAS mirror")
-    except AtlasMirrorAlreadyRunning as skipped:
-        report.stages["atlas_mirror"] = {"skipped": skipped.message}
-    mark("atlas_mirror")
-
-    try:
-        run = gotransverse_mirror_run(
-            client=ledger, ledger_id=settings.GOTRANSVERSE_LEDGER_ID, trigger=trigger, user=user
-        )
-        report.stages["gotransverse_mirror"] = _run_counts(run)
-        _run_errors(report, run, "Gotransverse mirror")
-    except GotransverseMirrorAlreadyRunning as skipped:
-        # The running pass mirrors the same reference data; the cycle builds on what is stored.
-        report.stages["gotransverse_mirror"] = {"skipped": skipped.message}
-    mark("gotransverse_mirror")
+    _mirror_stages(
+        report,
+        mark,
+        atlas=atlas,
+        ledger=ledger,
+        trigger=trigger,
+        user=user,
+        mirror_progress=mirror_progress,
+    )
 
     matching = counterparty_propose_matches()
     report.stages["matching"] = {
         k: v for k, v in vars(matching).items() if isinstance(v, int) and not k.startswith("_")
     }
     mark("matching")
-    # Approved codes and corrections whose write-back was lost or failed go out again here, so
-    # nothing a finance lead approved waits for someone to press "retry".
-    codes = counterparty_mappings_write_back(client=atlas)
-    corrections = master_data_corrections_push(client=atlas)
-    report.stages["counterparty_write_back"] = {
-        "codes_written": codes.written,
-        "codes_failed": codes.failed,
-        "corrections_pushed": corrections.written,
-        "corrections_failed": corrections.failed,
-    }
-    report.errors.extend(f"Counterparty write-back: {e}" for e in codes.errors + corrections.errors)
+    _counterparty_write_back_stage(report, atlas=atlas)
     mark("counterparty_write_back")
     report.stages["selection"] = orders_select_candidates(actor=actor).as_dict()
     mark("selection")
@@ -202,6 +183,51 @@ def cycle_run(
         },
     )
     return report
+
+
+def _mirror_stages(
+    report: CycleReport,
+    mark: Callable[[str], None],
+    *,
+    atlas: Any,
+    ledger: Any,
+    trigger: str,
+    user: Any,
+    mirror_progress: Callable[[str, int, int], None] | None,
+) -> None:
+    """Both mirrors, each skipped (and said so) when a pass of its own is already running."""
+    try:
+        run = atlas_mirror_run(client=atlas, trigger=trigger, user=user, progress=mirror_progress)
+        report.stages["atlas_mirror"] = _run_counts(run)
+        _run_errors(report, run, "ATLAS mirror")
+    except AtlasMirrorAlreadyRunning as skipped:
+        report.stages["atlas_mirror"] = {"skipped": skipped.message}
+    mark("atlas_mirror")
+
+    try:
+        run = gotransverse_mirror_run(
+            client=ledger, ledger_id=settings.GOTRANSVERSE_LEDGER_ID, trigger=trigger, user=user
+        )
+        report.stages["gotransverse_mirror"] = _run_counts(run)
+        _run_errors(report, run, "Gotransverse mirror")
+    except GotransverseMirrorAlreadyRunning as skipped:
+        # The running pass mirrors the same reference data; the cycle builds on what is stored.
+        report.stages["gotransverse_mirror"] = {"skipped": skipped.message}
+    mark("gotransverse_mirror")
+
+
+def _counterparty_write_back_stage(report: CycleReport, *, atlas: Any) -> None:
+    """Approved codes and corrections whose write-back was lost or failed go out again here, so
+    nothing a finance lead approved waits for someone to press "retry"."""
+    codes = counterparty_mappings_write_back(client=atlas)
+    corrections = master_data_corrections_push(client=atlas)
+    report.stages["counterparty_write_back"] = {
+        "codes_written": codes.written,
+        "codes_failed": codes.failed,
+        "corrections_pushed": corrections.written,
+        "corrections_failed": corrections.failed,
+    }
+    report.errors.extend(f"Counterparty write-back: {e}" for e in codes.errors + corrections.errors)
 
 
 class _Stopwatch:
@@ -328,39 +354,8 @@ def order_pipeline_run(
     atlas = atlas_client or atlas_client_from_settings()
     outcome = OrderPipelineOutcome(atlas_order_id=atlas_order_id)
 
-    # 1. Re-fetch: the order and, in the same run, its items (one OrderItem/GetByOrderIds call;
-    # an item ATLAS no longer lists is marked missing), and its counterparty when the mirror
-    # lacks it (the scheduled mirror keeps known counterparties fresh; one call saved per
-    # webhook). Two ATLAS calls for a known counterparty, four for a new one.
-    _mirrored(
-        atlas_mirror_records,
-        client=atlas,
-        entity="Order",
-        atlas_ids=[atlas_order_id],
-        with_items=True,
-    )
-    order = Order.objects.filter(atlas_id=atlas_order_id).first()
-    if order is None:
-        raise InboundProcessingError(
-            f"ATLAS did not return order {atlas_order_id}.",
-            retryable=False,
-            details={"atlas_order_id": atlas_order_id},
-        )
-    if order.counterparty_id is None:
-        _mirrored(
-            atlas_mirror_records,
-            client=atlas,
-            entity="Counterparty",
-            atlas_ids=[order.counterparty_atlas_id],
-        )
-        # The order's link to its counterparty is set when the order is mirrored again.
-        _mirrored(atlas_mirror_records, client=atlas, entity="Order", atlas_ids=[atlas_order_id])
-    item_ids = set(
-        OrderItem.objects.filter(order_atlas_id=atlas_order_id)
-        .exclude(sync_state=SyncState.MISSING)
-        .values_list("atlas_id", flat=True)
-    )
-    outcome.steps.append(f"re-fetched with {len(item_ids)} item(s)")
+    # 1. Re-fetch the order, its items and (when the mirror lacks it) its counterparty.
+    order = _order_refetch(atlas=atlas, atlas_order_id=atlas_order_id, outcome=outcome)
     counterparty_propose_matches(
         counterparties=Counterparty.objects.filter(atlas_id=order.counterparty_atlas_id)
     )
@@ -412,6 +407,43 @@ def order_pipeline_run(
     if order_sync.state == OrderState.BLOCKED:
         outcome.steps.append(f"blocked: {order_sync.blocked_message}")
     return outcome
+
+
+def _order_refetch(*, atlas: Any, atlas_order_id: int, outcome: OrderPipelineOutcome) -> Order:
+    """The order and, in the same run, its items (one OrderItem/GetByOrderIds call; an item
+    ATLAS no longer lists is marked missing), and its counterparty when the mirror lacks it (the
+    scheduled mirror keeps known counterparties fresh; one call saved per webhook). Two ATLAS
+    calls for a known counterparty, four for a new one."""
+    _mirrored(
+        atlas_mirror_records,
+        client=atlas,
+        entity="Order",
+        atlas_ids=[atlas_order_id],
+        with_items=True,
+    )
+    order = Order.objects.filter(atlas_id=atlas_order_id).first()
+    if order is None:
+        raise InboundProcessingError(
+            f"ATLAS did not return order {atlas_order_id}.",
+            retryable=False,
+            details={"atlas_order_id": atlas_order_id},
+        )
+    if order.counterparty_id is None:
+        _mirrored(
+            atlas_mirror_records,
+            client=atlas,
+            entity="Counterparty",
+            atlas_ids=[order.counterparty_atlas_id],
+        )
+        # The order's link to its counterparty is set when the order is mirrored again.
+        _mirrored(atlas_mirror_records, client=atlas, entity="Order", atlas_ids=[atlas_order_id])
+    item_ids = set(
+        OrderItem.objects.filter(order_atlas_id=atlas_order_id)
+        .exclude(sync_state=SyncState.MISSING)
+        .values_list("atlas_id", flat=True)
+    )
+    outcome.steps.append(f"re-fetched with {len(item_ids)} item(s)")
+    return order
 
 
 def _mirrored(mirror: Callable[..., SyncRun], **kwargs: Any) -> SyncRun:
