@@ -354,24 +354,9 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
             )
     bookable = [i for i in bookable if i.cashflow in (Cashflow.ACTIVE, Cashflow.PASSIVE)]
     counterparty = order.counterparty
-    erp_code = ""
-    if counterparty is None:
-        add(
-            BlockedReason.UNKNOWN_COUNTERPARTY,
-            f"Order {reference} belongs to ATLAS counterparty {order.counterparty_atlas_id}, "
-            "which is not in the mirror; sync ATLAS (sync_atlas) so the counterparty is read.",
-            fix_url_order(order),
-        )
-    else:
-        erp_code = counterparty_erp_code(counterparty)
-        if not erp_code:
-            add(
-                BlockedReason.UNMATCHED_COUNTERPARTY,
-                f"Counterparty {counterparty.name} (ATLAS {counterparty.atlas_id}) of order "
-                f"{reference} is not mapped to an ERP customer/vendor code; approve a match or "
-                "create the ERP party on the counterparty matching page.",
-                fix_url_counterparty_matching(counterparty),
-            )
+    erp_code = counterparty_erp_code(counterparty) if counterparty is not None else ""
+    for problem in _counterparty_problems(order, erp_code=erp_code, reference=reference):
+        add(problem.reason, problem.message, problem.fix_url)
     facts = order_facts(order)
     plan.facts = facts
     if (
@@ -387,28 +372,8 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
             fix_url_order(order),
         )
     items_facts = [item_facts(item) for item in bookable]
-    counterparty_facts = (
-        CounterpartyFacts(
-            atlas_id=counterparty.atlas_id,
-            name=counterparty.name,
-            gl_account=counterparty.gl_account or "",
-        )
-        if counterparty is not None
-        else CounterpartyFacts(atlas_id=order.counterparty_atlas_id or 0)
-    )
-    lines = build_journal_lines(
-        order=facts,
-        items=items_facts,
-        counterparty=counterparty_facts,
-        mapping_code=erp_code,
-        control_accounts=ctx.control_accounts,
-        custom_field_values=(
-            counterparty_entry_values(counterparty, keys=ctx.custom_field_keys)
-            if counterparty is not None
-            else {}
-        ),
-        zero_amount_entries=ctx.zero_amount_entries,
-        account_fits=ctx.account_fits,
+    lines = _plan_lines(
+        order=order, facts=facts, items_facts=items_facts, erp_code=erp_code, ctx=ctx
     )
     plan.lines = lines
     for problem in journal_lines_problems(order=facts, items=items_facts, lines=lines):
@@ -425,6 +390,63 @@ def journal_plan(*, order_sync: OrderSync, ctx: BuildContext) -> JournalPlan:
     ):
         add(problem.reason, problem.message, problem.fix_url)
     return _plan_period(plan=plan, ctx=ctx, reference=reference)
+
+
+def _counterparty_problems(
+    order: Order, *, erp_code: str, reference: str
+) -> Iterator[JournalProblem]:
+    """The order's counterparty is not in the mirror, or is not mapped to an ERP code."""
+    counterparty = order.counterparty
+    if counterparty is None:
+        yield JournalProblem(
+            BlockedReason.UNKNOWN_COUNTERPARTY,
+            f"Order {reference} belongs to ATLAS counterparty {order.counterparty_atlas_id}, "
+            "which is not in the mirror; sync ATLAS (sync_atlas) so the counterparty is read.",
+            fix_url_order(order),
+        )
+    elif not erp_code:
+        yield JournalProblem(
+            BlockedReason.UNMATCHED_COUNTERPARTY,
+            f"Counterparty {counterparty.name} (ATLAS {counterparty.atlas_id}) of order "
+            f"{reference} is not mapped to an ERP customer/vendor code; approve a match or "
+            "create the ERP party on the counterparty matching page.",
+            fix_url_counterparty_matching(counterparty),
+        )
+
+
+def _plan_lines(
+    *,
+    order: Order,
+    facts: OrderFacts,
+    items_facts: list[ItemFacts],
+    erp_code: str,
+    ctx: BuildContext,
+) -> list[LineDraft]:
+    """The pure builder over the order's facts, its counterparty's and the batch context."""
+    counterparty = order.counterparty
+    counterparty_facts = (
+        CounterpartyFacts(
+            atlas_id=counterparty.atlas_id,
+            name=counterparty.name,
+            gl_account=counterparty.gl_account or "",
+        )
+        if counterparty is not None
+        else CounterpartyFacts(atlas_id=order.counterparty_atlas_id or 0)
+    )
+    return build_journal_lines(
+        order=facts,
+        items=items_facts,
+        counterparty=counterparty_facts,
+        mapping_code=erp_code,
+        control_accounts=ctx.control_accounts,
+        custom_field_values=(
+            counterparty_entry_values(counterparty, keys=ctx.custom_field_keys)
+            if counterparty is not None
+            else {}
+        ),
+        zero_amount_entries=ctx.zero_amount_entries,
+        account_fits=ctx.account_fits,
+    )
 
 
 def _account_problems(
