@@ -34,7 +34,7 @@ from ledger_sync.services.reconciliation_values import (
     OurJournal,
     PeriodFacts,
 )
-from ledger_sync.services.writeback import WAITING_FOR_ERP_INVOICE
+from ledger_sync.services.write_back_steps import WAITING_FOR_ERP_INVOICE
 
 # A journal with one of these statuses is (or was, before a reversal) in the ledger.
 IN_LEDGER_STATUSES: tuple[str, ...] = (Journal.Status.POSTED, Journal.Status.REVERSED)

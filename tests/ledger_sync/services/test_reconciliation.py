@@ -21,8 +21,8 @@ from ledger_sync.models import (
     ReconciliationDifference,
     ReconciliationRun,
 )
-from ledger_sync.services.inbound import inbound_sweep
 from ledger_sync.services.reconciliation import reconciliation_run
+from ledger_sync.services.sweep import inbound_sweep
 from tests.fixtures.atlas_sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME
 
 pytestmark = pytest.mark.django_db(transaction=True)
