@@ -60,7 +60,7 @@ def main() -> int:
     from integration.sandbox.gotransverse import create_gotransverse_sandbox
     from integration.sandbox.server import SandboxServer
     from ledger_sync.models import Journal, OrderSync
-    from ledger_sync.services.cycle import cycle_run
+    from ledger_sync.services.pipeline import cycle_run
 
     migrations_dir = Path(__file__).resolve().parent.parent / "ledger_sync" / "migrations"
     if not any(migrations_dir.glob("0*.py")):

@@ -34,7 +34,7 @@ from integration.sandbox.erp_parties import (  # noqa: E402
     build_erp_register,
     synthetic_counterparties,
 )
-from ledger_sync.services.matching import (  # noqa: E402
+from ledger_sync.services.match_engine import (  # noqa: E402
     CounterpartyRecord,
     PartyIndex,
     PartyRecord,

@@ -58,7 +58,7 @@ def main() -> int:
     from integration.sandbox.gotransverse import create_gotransverse_sandbox
     from integration.sandbox.server import SandboxServer
     from ledger_sync.models import Journal
-    from ledger_sync.services.cycle import cycle_run
+    from ledger_sync.services.pipeline import cycle_run
     from ledger_sync.services.reconciliation import reconciliation_run
 
     call_command("migrate", verbosity=0)

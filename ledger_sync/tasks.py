@@ -151,7 +151,7 @@ def approve_journals_task(journal_ids: list[int], user_id: int) -> int:
 def reject_journal_task(journal_id: int, user_id: int, reason: str) -> str:
     """Delete the draft in the ledger and block the order with the reviewer's reason."""
     from ledger_sync.models import Journal
-    from ledger_sync.services.posting import journal_reject
+    from ledger_sync.services.journal_corrections import journal_reject
 
     journal = Journal.objects.get(pk=journal_id)
     if journal.status == Journal.Status.REJECTED:
@@ -162,7 +162,7 @@ def reject_journal_task(journal_id: int, user_id: int, reason: str) -> str:
 def reverse_journal_task(journal_id: int, user_id: int, reason: str) -> str:
     """Post the reversing journal and send the order round again as a new revision."""
     from ledger_sync.models import Journal
-    from ledger_sync.services.posting import journal_reverse
+    from ledger_sync.services.journal_corrections import journal_reverse
 
     journal = Journal.objects.get(pk=journal_id)
     if journal.status == Journal.Status.REVERSED:
@@ -174,7 +174,8 @@ def retry_order_task(order_sync_id: int, user_id: int | None = None) -> int:
     """Retry a FAILED order now (backoff skipped); the reference is looked up first. The retry
     is recorded in the order's history under the user who asked (from the admin)."""
     from ledger_sync.models import OrderSync
-    from ledger_sync.services.posting import journals_post, order_retry
+    from ledger_sync.services.journal_corrections import order_retry
+    from ledger_sync.services.posting import journals_post
 
     order_retry(
         order_sync=OrderSync.objects.get(pk=order_sync_id),
@@ -233,7 +234,7 @@ def payment_settlement_post_task(confirmation_id: int) -> str:
 
 def invoice_report_deliver_task(report_id: int) -> str:
     """Create the ERP's reported invoice in ATLAS; its state. Idempotent."""
-    from ledger_sync.services.payments import invoice_report_deliver
+    from ledger_sync.services.invoice_reports import invoice_report_deliver
 
     report = invoice_report_deliver(report_id=report_id)
     return report.state if report is not None else "missing"
@@ -250,7 +251,7 @@ def invoice_settlement_send_task(settlement_id: int) -> str:
 def inbound_sweep_task(trigger: str = "schedule") -> dict:
     """Deliver inbound work that is due: webhooks whose task never ran or failed transiently,
     payments and invoices not yet in ATLAS, settlements to send. Counts per kind."""
-    from ledger_sync.services.inbound import inbound_sweep
+    from ledger_sync.services.sweep import inbound_sweep
 
     return inbound_sweep().as_dict()
 
@@ -268,7 +269,7 @@ def problems_refresh_task(trigger: str = "schedule") -> dict:
 def orders_recheck_task(order_sync_ids: list[int], reason: str = "") -> dict:
     """Re-check these orders now that their cause may be fixed (queued by the fix); what the
     build and the sending did. Idempotent: orders no longer blocked or ready are skipped."""
-    from ledger_sync.services.rechecks import orders_recheck
+    from ledger_sync.services.pipeline import orders_recheck
 
     return orders_recheck(order_sync_ids=order_sync_ids, reason=reason).as_dict()
 

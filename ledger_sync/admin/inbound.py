@@ -30,17 +30,12 @@ from ledger_sync.models import (
     PaymentConfirmation,
 )
 from ledger_sync.models.inbound import CallbackState
-from ledger_sync.services.inbound import (
-    api_client_create,
-    api_client_rotate_token,
-    inbound_delivery_replay,
-)
-from ledger_sync.services.payments import (
-    invoice_report_retry,
-    invoice_settlement_retry,
-    payment_confirmation_retry,
-)
-from ledger_sync.services.settlements import payment_settlement_retry, settlement_journal_admin_url
+from ledger_sync.services.admin_links import journal_admin_url
+from ledger_sync.services.api_clients import api_client_create, api_client_rotate_token
+from ledger_sync.services.inbound import inbound_delivery_replay
+from ledger_sync.services.invoice_reports import invoice_report_retry
+from ledger_sync.services.payments import invoice_settlement_retry, payment_confirmation_retry
+from ledger_sync.services.settlements import payment_settlement_retry
 
 REPLAY_MAX = 500
 _STATE_COLOURS = {
@@ -344,7 +339,7 @@ class PaymentConfirmationAdmin(_CallbackAdmin):
             return format_html("{}", "—")
         return format_html(
             '<a href="{}">{}</a> ({})',
-            settlement_journal_admin_url(journal),
+            journal_admin_url(journal),
             journal.source_transaction_reference,
             journal.get_status_display(),
         )

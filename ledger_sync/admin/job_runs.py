@@ -20,8 +20,8 @@ from django.views.decorators.http import require_POST
 
 from ledger_sync.admin.readonly import ReadOnlyAdmin
 from ledger_sync.models import BlockedReason, JobRun, OrderState
-from ledger_sync.services.cycle import STAGES
 from ledger_sync.services.job_runs import JobAlreadyRunning, job_run_request
+from ledger_sync.services.pipeline import STAGES
 
 START_PERMISSION = "ledger_sync.start_jobrun"
 REFRESH_SECONDS = 2

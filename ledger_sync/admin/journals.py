@@ -50,7 +50,7 @@ from ledger_sync.selectors.documents import (
     order_syncs_with_erp_invoice_wait,
 )
 from ledger_sync.services.posting import APPROVE_PERMISSION
-from ledger_sync.services.writeback import write_back_retry
+from ledger_sync.services.write_back_steps import write_back_retry
 
 TASKS = "ledger_sync.tasks."
 

@@ -29,11 +29,8 @@ from ledger_sync.services.match_decisions import (
     match_proposal_undo_check,
     match_proposals_risks,
 )
-from ledger_sync.services.matching import (
-    auto_suggest_score,
-    match_proposal_approve,
-    match_proposal_reject,
-)
+from ledger_sync.services.match_engine import auto_suggest_score
+from ledger_sync.services.matching import match_proposal_approve, match_proposal_reject
 
 CONFIRM_TEMPLATE = "admin/ledger_sync/matching/confirm.html"
 WRITE_BACK_TASK = "ledger_sync.tasks.counterparty_write_back_task"

@@ -70,12 +70,9 @@ from ledger_sync.services.custom_fields import (
     custom_field_mapping_set,
 )
 from ledger_sync.services.erp_parties import ErpPartyResource
-from ledger_sync.services.match_decisions import match_proposal_risks
-from ledger_sync.services.matching import (
-    APPROVE_PERMISSION,
-    auto_suggest_score,
-    counterparty_create_erp_party,
-)
+from ledger_sync.services.match_decisions import APPROVE_PERMISSION, match_proposal_risks
+from ledger_sync.services.match_engine import auto_suggest_score
+from ledger_sync.services.matching import counterparty_create_erp_party
 
 PUSH_CORRECTIONS_TASK = "ledger_sync.tasks.master_data_corrections_push_task"
 PROPOSE_TASK = "ledger_sync.tasks.propose_matches_task"

@@ -21,7 +21,7 @@ from ledger_sync.admin.mirror import raw_json_block
 from ledger_sync.admin.readonly import ReadOnlyAdmin, SuperuserOnlyFields
 from ledger_sync.models import RecordChange, SyncRun, SyncRunError
 from ledger_sync.selectors.atlas import sync_run_errors
-from ledger_sync.services.atlas_mirror import ENTITIES as ATLAS_ENTITIES
+from ledger_sync.services.mirror_records import ATLAS_ENTITIES
 from ledger_sync.services.sync_runs import OUTCOMES
 
 ERRORS_SHOWN = 200
@@ -48,7 +48,7 @@ class EntityFilter(admin.SimpleListFilter):
     parameter_name = "entity"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        from ledger_sync.services.gotransverse_mirror import ENTITIES as GOTRANSVERSE_ENTITIES
+        from ledger_sync.services.mirror_records import GOTRANSVERSE_ENTITIES
 
         return [(name, name) for name in (*ATLAS_ENTITIES, *GOTRANSVERSE_ENTITIES)]
 

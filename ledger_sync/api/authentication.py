@@ -12,7 +12,7 @@ from typing import Any
 from rest_framework import authentication, exceptions
 
 from ledger_sync.models import ApiClient
-from ledger_sync.services.inbound import api_client_authenticate
+from ledger_sync.services.api_clients import api_client_authenticate
 
 
 class ApiClientUser:

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from ledger_sync.models import ApiClient
-from ledger_sync.services.payments import CallbackRejected, IdempotencyConflict
+from ledger_sync.services.callbacks import CallbackRejected, IdempotencyConflict
 from ledger_sync.services.problems import refused_request_report
 
 logger = logging.getLogger(__name__)

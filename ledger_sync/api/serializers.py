@@ -16,7 +16,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ledger_sync.models import InvoiceReport, LedgerSettlementState, PaymentConfirmation
-from ledger_sync.services.payments import InvoiceReportRequest, PaymentRequest
+from ledger_sync.services.invoice_reports import InvoiceReportRequest
+from ledger_sync.services.payments import PaymentRequest
 
 _DECIMAL_TEXT = re.compile(r"^-?\d{1,20}(\.\d{1,20})?$")
 # Printable, no spaces at the ends: an id the caller can send again byte for byte.

@@ -50,7 +50,8 @@ from ledger_sync.services.inbound import (
     atlas_webhook_receive,
     webhook_signature_valid,
 )
-from ledger_sync.services.payments import invoice_report_accept, payment_confirmation_accept
+from ledger_sync.services.invoice_reports import invoice_report_accept
+from ledger_sync.services.payments import payment_confirmation_accept
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 
 from ledger_sync.models import InvoiceNumberSequence, IssuedInvoice, OrderSync, WriteBackStep
 from ledger_sync.services.documents import OrderDocument, order_open_items
-from ledger_sync.services.writeback import WAITING_FOR_ERP_INVOICE
+from ledger_sync.services.write_back_steps import WAITING_FOR_ERP_INVOICE
 
 __all__ = [
     "AWAITING_ERP_INVOICE_TEXT",

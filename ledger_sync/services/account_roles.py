@@ -23,7 +23,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ROLE_WORDS", "account_role_fits", "account_role_problem", "role_requirement"]
+__all__ = [
+    "ROLE_WORDS",
+    "account_role_fits",
+    "account_role_problem",
+    "role_requirement",
+]
 
 ROLE_WORDS: dict[str, str] = {
     "receivables": "receivable",

@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, Protocol
 
 from django.db import models, transaction
-from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from integration import wire
@@ -37,20 +35,23 @@ from integration.atlas.errors import AtlasError
 from integration.atlas.records import ReadResult, RecordError
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import (
-    Counterparty,
-    CounterpartyCustomFieldValue,
-    CustomFieldDefinition,
-    CustomFieldType,
-    Invoice,
     MirroredRecord,
-    Order,
     OrderItem,
     Payment,
     RecordChange,
     SyncRun,
     SyncState,
 )
-from ledger_sync.services.mirror_records import json_safe, raw_changes
+from ledger_sync.services.atlas_mirror_specs import (
+    MIRROR_BOOKKEEPING,
+    SPECS,
+    WRITE_BATCH,
+    EntitySpec,
+    ParentLinks,
+    chunks,
+    link_null_fk,
+)
+from ledger_sync.services.mirror_records import ATLAS_ENTITIES, raw_changes
 from ledger_sync.services.problem_sources import MIRROR_KINDS
 from ledger_sync.services.problems import problems_refresh_safely
 from ledger_sync.services.sync_runs import (
@@ -63,19 +64,6 @@ from ledger_sync.services.sync_runs import (
 logger = logging.getLogger(__name__)
 
 SYSTEM = SyncRun.System.ATLAS
-# Rows written per transaction: big enough to be fast on SQLite, small enough that a writer
-# never holds the database lock for long and an IN list stays far under any parameter limit.
-WRITE_BATCH = 1000
-# Every entity of a full pass, in the order they are read (parents before children).
-ENTITIES = (
-    "CustomFieldType",
-    "CustomFieldDefinition",
-    "Counterparty",
-    "Order",
-    "OrderItem",
-    "Invoice",
-    "Payment",
-)
 ProgressCallback = Callable[[str, int, int], None]
 """progress(entity, done, total): called after each written batch (and once with done=0)."""
 
@@ -141,7 +129,7 @@ def atlas_mirror_records(
         raise ApplicationError("with_items applies to orders only.", details={"entity": entity})
     if entity not in SPECS:
         raise ApplicationError(
-            f"Unknown ATLAS entity {entity!r}; use one of {', '.join(ENTITIES)}.",
+            f"Unknown ATLAS entity {entity!r}; use one of {', '.join(ATLAS_ENTITIES)}.",
             details={"entity": entity},
         )
     ids = sorted({int(atlas_id) for atlas_id in atlas_ids})
@@ -162,7 +150,7 @@ def _claim_full_pass(*, trigger: str, user: Any) -> RunRecorder:
         system=SYSTEM,
         trigger=trigger,
         user=user,
-        entities=ENTITIES,
+        entities=ATLAS_ENTITIES,
         what="An ATLAS mirror pass",
         already_running=AtlasMirrorAlreadyRunning,
     )
@@ -175,7 +163,7 @@ class _Mirror:
         self.client = client
         self.recorder = recorder
         self.progress = progress or (lambda entity, done, total: None)
-        self.links = _Links()
+        self.links = ParentLinks()
         stats = client.stats
         self._stats_at_start = (stats.requests, stats.rate_limited)
 
@@ -224,7 +212,7 @@ class _Mirror:
 
     # --- chosen records ---
 
-    def records_pass(self, spec: _EntitySpec, ids: list[int], *, with_items: bool) -> None:
+    def records_pass(self, spec: EntitySpec, ids: list[int], *, with_items: bool) -> None:
         client = self.client
         wanted = set(ids)
         if spec.name == "CustomFieldType":
@@ -264,7 +252,7 @@ class _Mirror:
     # --- one entity ---
 
     def _mirror(
-        self, spec: _EntitySpec, result: ReadResult, *, scope: set[int] | None = None
+        self, spec: EntitySpec, result: ReadResult, *, scope: set[int] | None = None
     ) -> None:
         """Write one entity's read. scope None: a full read (unseen rows become MISSING);
         otherwise the ids asked for (only those can become MISSING)."""
@@ -332,7 +320,7 @@ class _Mirror:
                 count=False,
             )
             missing = []
-        for chunk in _chunks(missing, WRITE_BATCH):
+        for chunk in chunks(missing, WRITE_BATCH):
             model.objects.filter(atlas_id__in=chunk).update(
                 sync_state=SyncState.MISSING, updated_at=now
             )
@@ -352,7 +340,7 @@ class _Mirror:
 
     def _write_batch(
         self,
-        spec: _EntitySpec,
+        spec: EntitySpec,
         kind: str,
         batch: list[tuple[atlas.AtlasRecord, dict[str, Any]]],
         *,
@@ -416,7 +404,7 @@ class _Mirror:
 
     def _record_errors(
         self,
-        spec: _EntitySpec,
+        spec: EntitySpec,
         errors: list[RecordError],
         existing: Mapping[int, _Row],
         seen: set[int],
@@ -467,294 +455,14 @@ class _Mirror:
                 last_seen_at=now
             )
             return
-        for chunk in _chunks(unchanged_ids, WRITE_BATCH):
+        for chunk in chunks(unchanged_ids, WRITE_BATCH):
             model.objects.filter(atlas_id__in=chunk).update(last_seen_at=now)
 
-    def _link_orphans(self, spec: _EntitySpec) -> None:
+    def _link_orphans(self, spec: EntitySpec) -> None:
         """Set foreign keys left null because the parent was not mirrored yet (one UPDATE per
         foreign key, touching only rows whose parent now exists)."""
         for fk_name, atlas_field, parent_entity in spec.foreign_keys:
-            _link_null_fk(
-                spec.model.objects.all(), fk_name, atlas_field, SPECS[parent_entity].model
-            )
-
-
-# --- per-entity mapping --------------------------------------------------------------------------
-
-
-class _Links:
-    """atlas id → pk of mirrored parents, loaded in bulk (whole table after a full read of the
-    parent, otherwise only the ids needed), so children never look a parent up row by row."""
-
-    def __init__(self) -> None:
-        self._pks: dict[str, dict[int, int]] = {}
-        self._complete: set[str] = set()
-        self._asked: dict[str, set[int]] = {}
-
-    def pk(self, entity: str, atlas_id: int | None) -> int | None:
-        if atlas_id is None:
-            return None
-        return self._pks.get(entity, {}).get(atlas_id)
-
-    def load(self, entity: str, *, scope_all: bool) -> None:
-        if not scope_all or not SPECS[entity].is_parent:
-            self._pks.pop(entity, None)
-            self._complete.discard(entity)
-            self._asked.pop(entity, None)
-            return
-        self._pks[entity] = dict(SPECS[entity].model.objects.values_list("atlas_id", "pk"))
-        self._complete.add(entity)
-
-    def ensure(self, entity: str, atlas_ids: Iterable[int]) -> None:
-        if entity in self._complete:
-            return
-        asked = self._asked.setdefault(entity, set())
-        wanted = sorted(set(atlas_ids) - asked)
-        asked.update(wanted)
-        pks = self._pks.setdefault(entity, {})
-        for chunk in _chunks(wanted, WRITE_BATCH):
-            pks.update(
-                SPECS[entity].model.objects.filter(atlas_id__in=chunk).values_list("atlas_id", "pk")
-            )
-
-
-@dataclass(frozen=True)
-class _EntitySpec:
-    name: str
-    model: type[MirroredRecord]
-    values: Callable[[Any, _Links], dict[str, Any]]
-    # (fk field, field holding the parent's ATLAS id, parent entity)
-    foreign_keys: tuple[tuple[str, str, str], ...] = ()
-    after_write: Callable[[list[Any], dict[int, int], _Links], None] | None = None
-    # JSON names of model fields, where they are not the camelCase of the field name.
-    json_names: Mapping[str, str] = field(default_factory=dict)
-    is_parent: bool = False
-
-    @property
-    def field_names(self) -> list[str]:
-        return [
-            f.attname
-            for f in self.model._meta.concrete_fields
-            if f.name not in _MIRROR_BOOKKEEPING and not f.primary_key
-        ]
-
-    def parent_ids(self, records: list[Any]) -> dict[str, set[int]]:
-        wanted: dict[str, set[int]] = {}
-        for _, atlas_field, parent in self.foreign_keys:
-            attribute = _RECORD_ATTRIBUTE[atlas_field]
-            wanted.setdefault(parent, set()).update(
-                value for record in records if (value := getattr(record, attribute)) is not None
-            )
-        return wanted
-
-    def json_name(self, field_name: str) -> str:
-        if field_name in self.json_names:
-            return self.json_names[field_name]
-        # order_atlas_id → orderId, legal_name → legalName
-        head, *rest = field_name.replace("_atlas_id", "_id").split("_")
-        return head + "".join(part.title() for part in rest)
-
-
-_MIRROR_BOOKKEEPING = {
-    "atlas_id",
-    "raw_json",
-    "content_hash",
-    "first_seen_at",
-    "last_seen_at",
-    "last_changed_at",
-    "sync_state",
-    "sync_error",
-    "created_at",
-    "updated_at",
-}
-_RECORD_ATTRIBUTE = {
-    "counterparty_atlas_id": "counterparty_id",
-    "order_atlas_id": "order_id",
-    "invoice_atlas_id": "invoice_id",
-}
-
-
-def _custom_field_type_values(record: atlas.CustomFieldType, links: _Links) -> dict[str, Any]:
-    return {"name": record.name}
-
-
-def _definition_values(record: atlas.CustomFieldDefinition, links: _Links) -> dict[str, Any]:
-    return {
-        "name": record.name,
-        "field_type": record.type or "",
-        "is_required": record.is_required,
-        "counterparty_type_ids": list(record.counterparty_type_ids),
-        "options": json_safe(list(record.options)),
-    }
-
-
-def _counterparty_values(record: atlas.Counterparty, links: _Links) -> dict[str, Any]:
-    field_ids = [value.custom_field_id for value in record.custom_field_values]
-    duplicated = sorted({i for i in field_ids if field_ids.count(i) > 1})
-    if duplicated:
-        raise RecordError(
-            record.entity,
-            record.id,
-            "customFieldValues",
-            f"lists customFieldId {duplicated[0]} more than once; ATLAS must send one value "
-            "per custom field",
-            record.raw,
-        )
-    return {
-        "name": record.name,
-        "legal_name": record.legal_name or "",
-        "external_id": record.external_id,
-        "counterparty_type_id": record.counterparty_type_id,
-        "vat": record.vat or "",
-        "gl_account": record.gl_account or "",
-        "iban": record.iban or "",
-        "swift_bic": record.swift_bic or "",
-        "self_billing": record.self_billing,
-    }
-
-
-def _order_values(record: atlas.Order, links: _Links) -> dict[str, Any]:
-    return {
-        "counterparty_id": links.pk("Counterparty", record.counterparty_id),
-        "counterparty_atlas_id": record.counterparty_id,
-        "status": record.status,
-        "erp_code": record.erp_code,
-        "document_reference": record.document_reference or "",
-        "currency": record.currency,
-        "registration_date": record.registration_date,
-        "due_date": record.due_date,
-        "period_from": record.period_from,
-        "period_to": record.period_to,
-        "total_amount": _exact(record, "totalAmount", record.total_amount, Order),
-    }
-
-
-def _item_values(record: atlas.OrderItem, links: _Links) -> dict[str, Any]:
-    return {
-        "order_id": links.pk("Order", record.order_id),
-        "order_atlas_id": record.order_id,
-        "deal_id": record.deal_id,
-        "description": record.description or "",
-        "net_amount": _exact(record, "netAmount", record.net_amount, OrderItem, "net_amount"),
-        "vat_amount": _exact(record, "vatAmount", record.vat_amount, OrderItem, "vat_amount"),
-        "vat_rate": _exact(record, "vatRate", record.vat_rate, OrderItem, "vat_rate"),
-        "volume": _exact(record, "volume", record.volume, OrderItem, "volume"),
-        "volume_unit": record.volume_unit or "",
-        "period_from": record.period_from,
-        "period_to": record.period_to,
-        "cashflow": record.cashflow,
-        "gl_account": record.gl_account or "",
-        "iban": record.iban or "",
-        "status": record.status,
-    }
-
-
-def _invoice_values(record: atlas.Invoice, links: _Links) -> dict[str, Any]:
-    return {
-        "order_id": links.pk("Order", record.order_id),
-        "order_atlas_id": record.order_id,
-        "external_id": record.external_id,
-        "invoice_number": record.invoice_number or "",
-        "amount": _exact(record, "amount", record.amount, Invoice),
-        "invoice_date": record.invoice_date,
-        "due_date": record.due_date,
-        "is_paid": record.is_paid,
-    }
-
-
-def _payment_values(record: atlas.Payment, links: _Links) -> dict[str, Any]:
-    return {
-        "invoice_id": links.pk("Invoice", record.invoice_id),
-        "invoice_atlas_id": record.invoice_id,
-        "order_id": links.pk("Order", record.order_id),
-        "order_atlas_id": record.order_id,
-        "external_id": record.external_id,
-        "amount": _exact(record, "amount", record.amount, Payment),
-        "payment_date": record.payment_date,
-    }
-
-
-def _replace_custom_field_values(
-    records: list[atlas.Counterparty], pks: dict[int, int], links: _Links
-) -> None:
-    """A counterparty's custom field values have no ATLAS id: replace them as a whole whenever
-    the counterparty is created or changed."""
-    counterparty_pks = [pks[record.id] for record in records if record.id in pks]
-    CounterpartyCustomFieldValue.objects.filter(counterparty_id__in=counterparty_pks).delete()
-    CounterpartyCustomFieldValue.objects.bulk_create(
-        [
-            CounterpartyCustomFieldValue(
-                counterparty_id=pks[record.id],
-                custom_field_atlas_id=value.custom_field_id,
-                definition_id=links.pk("CustomFieldDefinition", value.custom_field_id),
-                name=(value.name or "")[:255],
-                value=json_safe(value.value),
-            )
-            for record in records
-            if record.id in pks
-            for value in record.custom_field_values
-        ],
-        ignore_conflicts=True,
-    )
-    _link_null_fk(
-        CounterpartyCustomFieldValue.objects.filter(counterparty_id__in=counterparty_pks),
-        "definition",
-        "custom_field_atlas_id",
-        CustomFieldDefinition,
-    )
-
-
-SPECS: dict[str, _EntitySpec] = {
-    spec.name: spec
-    for spec in (
-        _EntitySpec(
-            name="CustomFieldType", model=CustomFieldType, values=_custom_field_type_values
-        ),
-        _EntitySpec(
-            name="CustomFieldDefinition",
-            model=CustomFieldDefinition,
-            values=_definition_values,
-            json_names={"field_type": "type"},
-            is_parent=True,
-        ),
-        _EntitySpec(
-            name="Counterparty",
-            model=Counterparty,
-            values=_counterparty_values,
-            after_write=_replace_custom_field_values,
-            is_parent=True,
-        ),
-        _EntitySpec(
-            name="Order",
-            model=Order,
-            values=_order_values,
-            foreign_keys=(("counterparty", "counterparty_atlas_id", "Counterparty"),),
-            is_parent=True,
-        ),
-        _EntitySpec(
-            name="OrderItem",
-            model=OrderItem,
-            values=_item_values,
-            foreign_keys=(("order", "order_atlas_id", "Order"),),
-        ),
-        _EntitySpec(
-            name="Invoice",
-            model=Invoice,
-            values=_invoice_values,
-            foreign_keys=(("order", "order_atlas_id", "Order"),),
-            is_parent=True,
-        ),
-        _EntitySpec(
-            name="Payment",
-            model=Payment,
-            values=_payment_values,
-            foreign_keys=(
-                ("invoice", "invoice_atlas_id", "Invoice"),
-                ("order", "order_atlas_id", "Order"),
-            ),
-        ),
-    )
-}
+            link_null_fk(spec.model.objects.all(), fk_name, atlas_field, SPECS[parent_entity].model)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -776,52 +484,13 @@ def _existing_rows(model: type[MirroredRecord], atlas_ids: set[int] | None) -> d
         )
         return {row[0]: _Row(*row[1:]) for row in rows}
     found: dict[int, _Row] = {}
-    for chunk in _chunks(sorted(atlas_ids), WRITE_BATCH):
+    for chunk in chunks(sorted(atlas_ids), WRITE_BATCH):
         for row in model.objects.filter(atlas_id__in=chunk).values_list(*columns):
             found[row[0]] = _Row(*row[1:])
     return found
 
 
-def _exact(
-    record: atlas.AtlasRecord,
-    json_name: str,
-    value: Decimal | None,
-    model: type[models.Model],
-    field_name: str | None = None,
-) -> Decimal | None:
-    """The value as the column stores it, or RecordError if it would have to be rounded or does
-    not fit: money is stored to the cent and never silently changed."""
-    if value is None:
-        return None
-    db_field = model._meta.get_field(field_name or _snake(json_name))
-    places, max_digits = db_field.decimal_places, db_field.max_digits
-    with localcontext() as context:
-        context.prec = 60
-        try:
-            exact = value.quantize(Decimal(1).scaleb(-places))
-        except InvalidOperation:
-            exact = None
-    if exact is None or exact != value:
-        raise RecordError(
-            record.entity,
-            record.id,
-            json_name,
-            f"has more than {places} decimal places ({value}); ledger_sync stores it to "
-            f"{places} places and never rounds, so ATLAS must send it rounded",
-            record.raw,
-        )
-    if exact.adjusted() >= max_digits - places:
-        raise RecordError(
-            record.entity,
-            record.id,
-            json_name,
-            f"is too large ({value}); at most {max_digits - places} digits before the point",
-            record.raw,
-        )
-    return exact
-
-
-def _check_fits(spec: _EntitySpec, record: atlas.AtlasRecord, values: Mapping[str, Any]) -> None:
+def _check_fits(spec: EntitySpec, record: atlas.AtlasRecord, values: Mapping[str, Any]) -> None:
     """Refuse a value its column cannot hold: PostgreSQL would fail the whole batch with it."""
     for name, value in (("id", record.id), *values.items()):
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _BIGINT_LIMIT:
@@ -853,29 +522,9 @@ def _text_limits(model: type[models.Model]) -> list[tuple[str, int]]:
         _TEXT_LIMITS[model] = [
             (f.name, f.max_length)
             for f in model._meta.concrete_fields
-            if isinstance(f, models.CharField)
-            and f.max_length
-            and f.name not in _MIRROR_BOOKKEEPING
+            if isinstance(f, models.CharField) and f.max_length and f.name not in MIRROR_BOOKKEEPING
         ]
     return _TEXT_LIMITS[model]
-
-
-def _snake(camel: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
-
-
-def _link_null_fk(
-    queryset: models.QuerySet,
-    fk_name: str,
-    atlas_field: str,
-    parent_model: type[models.Model],
-) -> int:
-    parent = parent_model.objects.filter(atlas_id=OuterRef(atlas_field))
-    return (
-        queryset.filter(**{f"{fk_name}__isnull": True, f"{atlas_field}__isnull": False})
-        .filter(Exists(parent))
-        .update(**{fk_name: Subquery(parent.values("pk")[:1])})
-    )
 
 
 def _is_id(value: Any) -> bool:
@@ -893,13 +542,8 @@ def _batches(
     **groups: list[tuple[Any, dict[str, Any]]],
 ) -> Iterator[tuple[str, list[tuple[Any, dict[str, Any]]]]]:
     for kind, items in groups.items():
-        for chunk in _chunks(items, WRITE_BATCH):
+        for chunk in chunks(items, WRITE_BATCH):
             yield kind, chunk
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
 
 
 def _loads_or_empty(raw_json: str | None) -> Any:

@@ -33,8 +33,10 @@ from ledger_sync.models import (
     RecordChange,
     WriteBackState,
 )
+from ledger_sync.selectors.reference import gl_account_check
 from ledger_sync.services.mirror_records import json_safe, raw_changes, raw_content_hash
 from ledger_sync.services.normalise import bic_validate, iban_mask, iban_validate
+from ledger_sync.services.remote import atlas_client_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -166,8 +168,6 @@ def _validators() -> dict[str, Callable[[str], str]]:
 
 
 def _gl_account_validate(value: str) -> str:
-    from ledger_sync.selectors.reference import gl_account_check
-
     number = (value or "").strip()
     _account, problem = gl_account_check(number)
     if problem:
@@ -396,8 +396,6 @@ def _post(
 ) -> tuple[dict[int, Any] | None, str]:
     """Send the records; return ATLAS's answer by id, or None and the reason it failed."""
     if client is None:
-        from ledger_sync.services.remote import atlas_client_from_settings
-
         client = atlas_client_from_settings()
     try:
         saved = client.post_counterparties(records)

@@ -1,4 +1,5 @@
-"""Inbound: ATLAS webhooks (verify, store, acknowledge, process), API clients, and the sweep.
+"""Inbound: ATLAS webhooks (verify, store, acknowledge, process). API clients are in
+services/api_clients.py, the sweep that re-queues what was left behind in services/sweep.py.
 
 A webhook goes through three steps, after dj-stripe and Zulip:
 1. `webhook_signature_valid`: HMAC-SHA256 of the raw body with ATLAS_WEBHOOK_SECRET, compared
@@ -10,8 +11,8 @@ A webhook goes through three steps, after dj-stripe and Zulip:
 3. `inbound_delivery_process` (the task): claims the delivery, dispatches on the event type
    (HANDLED_EVENTS), checks newStatus against the trigger statuses, re-fetches the order, its
    items and its counterparty from ATLAS (the payload is never trusted) and runs the journal
-   pipeline for that order. A failure is recorded on the delivery with its traceback; a
-   transient one is retried with backoff by `inbound_sweep`.
+   pipeline for that order (`pipeline.order_pipeline_run`). A failure is recorded on the
+   delivery with its traceback; a transient one is retried with backoff by `inbound_sweep`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import secrets
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,17 +36,11 @@ from integration import wire
 from integration.atlas.errors import AtlasError
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import (
-    ApiClient,
-    Counterparty,
     InboundDelivery,
-    Order,
-    OrderItem,
-    OrderState,
-    OrderSync,
-    PaymentConfirmation,
-    SyncRun,
-    SyncState,
 )
+from ledger_sync.services.background import backoff_delay, task_enqueue
+from ledger_sync.services.order_selection import trigger_statuses_setting
+from ledger_sync.services.pipeline import InboundProcessingError, order_pipeline_run
 
 logger = logging.getLogger(__name__)
 
@@ -69,22 +64,10 @@ EVENT_ORDER_STATUS_CHANGED = "order.status_changed"
 # ATLAS ids are stored in 64-bit columns: anything larger is not an ATLAS id (and would not fit).
 MAX_ATLAS_ID = 2**63 - 1
 ACTOR_WEBHOOK = "system:webhook"
-# A RECEIVED delivery older than this was never picked up by its task (enqueue lost): the sweep
-# takes it. Long enough that a busy queue is not raced for nothing (claims make it harmless).
-RECEIVED_GRACE = timedelta(minutes=5)
-SWEEP_LIMIT = 50
 
 
 class WebhookPayloadError(ApplicationError):
     """The body is not a webhook we can store: malformed JSON, not an object, no entityId."""
-
-
-class InboundProcessingError(ApplicationError):
-    """Processing could not finish; `retryable` says whether trying again later may help."""
-
-    def __init__(self, message: str, *, retryable: bool, details: dict[str, Any] | None = None):
-        super().__init__(message, details=details)
-        self.retryable = retryable
 
 
 # --- signature -----------------------------------------------------------------------------------
@@ -260,8 +243,6 @@ def _own_statement_or_savepoint() -> Any:
     unique violation leaves nothing to roll back (BEGIN and COMMIT would be two more round trips
     on the hot path). Inside a caller's transaction, a savepoint keeps that transaction usable
     after the violation."""
-    from contextlib import nullcontext
-
     if transaction.get_connection().in_atomic_block:
         return transaction.atomic()
     return nullcontext()
@@ -284,43 +265,6 @@ def _enqueue_delivery(delivery_id: int) -> None:
     )
 
 
-def task_enqueue(func: str, *args: Any, task_name: str) -> None:
-    """Queue a django-q2 task from inside a web request."""
-    from django_q.tasks import async_task
-
-    async_task(func, *args, task_name=task_name, broker=_request_broker())
-
-
-_broker_cache: dict[str, Any] = {}
-
-
-def _request_broker() -> Any:
-    """The ORM broker without its habit of closing "old" connections before each enqueue.
-
-    That habit suits django-q2's long-lived cluster threads; inside a request it closes the
-    request's own connection whenever CONN_MAX_AGE is 0 (the SQLite default), so the next query
-    reconnects — a millisecond or more on the webhook's hot path. Django already manages the
-    request's connection. Other brokers are used as configured.
-    """
-    from django_q.brokers import get_broker
-    from django_q.brokers.orm import ORM
-    from django_q.conf import Conf
-    from django_q.models import OrmQ
-
-    if "broker" not in _broker_cache:
-        broker = get_broker()
-        if type(broker) is ORM:
-
-            class InRequestOrmBroker(ORM):
-                @staticmethod
-                def get_connection(list_key: str | None = None) -> Any:
-                    return OrmQ.objects.using(Conf.ORM)
-
-            broker = InRequestOrmBroker(list_key=broker.list_key)
-        _broker_cache["broker"] = broker
-    return _broker_cache["broker"]
-
-
 def inbound_delivery_replay(*, delivery: InboundDelivery) -> InboundDelivery:
     """A person asks for a delivery to be processed again (the admin's "replay"): it is reset
     to RECEIVED and queued; the pipeline is idempotent, so a replay never books twice."""
@@ -339,20 +283,6 @@ def inbound_delivery_replay(*, delivery: InboundDelivery) -> InboundDelivery:
 
 
 # --- processing -----------------------------------------------------------------------------------
-
-
-@dataclass
-class OrderPipelineOutcome:
-    atlas_order_id: int
-    state: str = ""
-    steps: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return (
-            f"Order {self.atlas_order_id}: "
-            + "; ".join(self.steps)
-            + (f" → {self.state}" if self.state else "")
-        )
 
 
 def inbound_delivery_process(
@@ -403,7 +333,7 @@ def inbound_delivery_process(
             state=InboundDelivery.State.FAILED,
             last_error=f"{type(exc).__name__}: {exc}"[:4000],
             traceback=traceback.format_exc()[-20000:],
-            next_attempt_at=None if give_up else timezone.now() + inbound_backoff(attempts),
+            next_attempt_at=None if give_up else timezone.now() + backoff_delay(attempts),
             claimed_at=None,
         )
         logger.warning(
@@ -428,8 +358,6 @@ def inbound_delivery_process(
 def _order_status_changed(
     delivery: InboundDelivery, *, atlas_client: Any, ledger_client: Any
 ) -> tuple[str, str]:
-    from ledger_sync.services.journals import trigger_statuses_setting
-
     if delivery.entity_type and delivery.entity_type != "Order":
         return InboundDelivery.State.IGNORED, (
             f"entityType {delivery.entity_type!r} is not an order."
@@ -457,131 +385,6 @@ HANDLED_EVENTS: dict[str, Callable[..., tuple[str, str]]] = {
 }
 
 
-def order_pipeline_run(
-    *,
-    atlas_order_id: int,
-    actor: str,
-    atlas_client: Any = None,
-    ledger_client: Any = None,
-) -> OrderPipelineOutcome:
-    """The journal pipeline for one order, as the cycle would run it, composed of the
-    pipeline's public services: re-fetch from ATLAS (order, items, counterparty) → map the
-    counterparty → select → build → post → write back. Each stage is idempotent, so a second
-    run (a duplicate or a replay) changes nothing that the first one did.
-
-    Raises InboundProcessingError (retryable) when ATLAS could not be read.
-    """
-    from ledger_sync.services.atlas_mirror import atlas_mirror_records
-    from ledger_sync.services.journals import order_build_journal, orders_select_candidates
-    from ledger_sync.services.matching import counterparty_propose_matches
-    from ledger_sync.services.posting import POSTABLE_STATES, journals_post
-    from ledger_sync.services.remote import (
-        atlas_client_from_settings,
-        gotransverse_client_from_settings,
-    )
-    from ledger_sync.services.writeback import WRITE_BACK_STATES, write_backs_run
-
-    atlas = atlas_client or atlas_client_from_settings()
-    outcome = OrderPipelineOutcome(atlas_order_id=atlas_order_id)
-
-    # 1. Re-fetch: the order and, in the same run, its items (one OrderItem/GetByOrderIds call;
-    # an item ATLAS no longer lists is marked missing), and its counterparty when the mirror
-    # lacks it (the scheduled mirror keeps known counterparties fresh; one call saved per
-    # webhook). Two ATLAS calls for a known counterparty, four for a new one.
-    _mirrored(
-        atlas_mirror_records,
-        client=atlas,
-        entity="Order",
-        atlas_ids=[atlas_order_id],
-        with_items=True,
-    )
-    order = Order.objects.filter(atlas_id=atlas_order_id).first()
-    if order is None:
-        raise InboundProcessingError(
-            f"ATLAS did not return order {atlas_order_id}.",
-            retryable=False,
-            details={"atlas_order_id": atlas_order_id},
-        )
-    if order.counterparty_id is None:
-        _mirrored(
-            atlas_mirror_records,
-            client=atlas,
-            entity="Counterparty",
-            atlas_ids=[order.counterparty_atlas_id],
-        )
-        # The order's link to its counterparty is set when the order is mirrored again.
-        _mirrored(atlas_mirror_records, client=atlas, entity="Order", atlas_ids=[atlas_order_id])
-    item_ids = set(
-        OrderItem.objects.filter(order_atlas_id=atlas_order_id)
-        .exclude(sync_state=SyncState.MISSING)
-        .values_list("atlas_id", flat=True)
-    )
-    outcome.steps.append(f"re-fetched with {len(item_ids)} item(s)")
-    counterparty_propose_matches(
-        counterparties=Counterparty.objects.filter(atlas_id=order.counterparty_atlas_id)
-    )
-
-    # 2. Selection of this order only: a webhook about one order must not move another one
-    # (the cycle selects the rest on its own schedule, under its own actor).
-    orders_select_candidates(actor=actor, order_ids=[atlas_order_id])
-    order_sync = OrderSync.objects.filter(order__atlas_id=atlas_order_id).first()
-    if order_sync is None:
-        outcome.steps.append(
-            "not a candidate (not in a trigger status, or it has an ERP document code already)"
-        )
-        return outcome
-    outcome.steps.append(f"selected as {order_sync.state}")
-
-    # 3. Build.
-    if order_sync.state in (OrderState.READY, OrderState.JOURNAL_BUILT):
-        journal = order_build_journal(order_sync=order_sync, actor=actor)
-        order_sync.refresh_from_db()
-        outcome.steps.append(
-            f"journal {journal.source_transaction_reference} built"
-            if journal is not None
-            else f"not built ({order_sync.state})"
-        )
-
-    # 4. Post (the poster claims what is postable; this order among them).
-    if order_sync.state in POSTABLE_STATES:
-        ledger = ledger_client or gotransverse_client_from_settings()
-        # Only this order: a webhook must not post (or create drafts for) other orders that
-        # happen to be postable; the cycle does those on its own schedule.
-        report = journals_post(client=ledger, actor=actor, order_sync_ids=[order_sync.pk])
-        order_sync.refresh_from_db()
-        outcome.steps.append(f"posting: {report.posted} posted, {report.drafted} drafted")
-
-    # 5. Write back the ERP code and the invoice.
-    if order_sync.state in WRITE_BACK_STATES:
-        written = write_backs_run(client=atlas, order_sync_ids=[order_sync.pk])
-        order_sync.refresh_from_db()
-        outcome.steps.append(
-            "write-back: "
-            + ("ERP document code written" if written.erp_codes_written else "no ERP code written")
-            + (
-                ", invoice recorded"
-                if written.invoices_created + written.invoices_found
-                else ", no invoice yet"
-            )
-        )
-    outcome.state = order_sync.state
-    if order_sync.state == OrderState.BLOCKED:
-        outcome.steps.append(f"blocked: {order_sync.blocked_message}")
-    return outcome
-
-
-def _mirrored(mirror: Callable[..., SyncRun], **kwargs: Any) -> SyncRun:
-    run = mirror(trigger=SyncRun.Trigger.WEBHOOK, **kwargs)
-    if run.status == SyncRun.Status.FAILED:
-        raise InboundProcessingError(
-            f"Re-fetching {kwargs['entity']} from ATLAS failed: {run.error_message} "
-            f"(sync run {run.pk}).",
-            retryable=True,
-            details={"sync_run": run.pk},
-        )
-    return run
-
-
 def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, AtlasError | InboundProcessingError):
         return bool(exc.retryable)
@@ -589,208 +392,6 @@ def _is_retryable(exc: BaseException) -> bool:
     return bool(getattr(exc, "retryable", False))
 
 
-def inbound_backoff(attempts: int) -> timedelta:
-    """1 min, 2, 4 … capped at an hour (the pipeline's settings)."""
-    base = settings.LEDGER_RETRY_BASE_SECONDS
-    seconds = min(base * (2 ** max(attempts - 1, 0)), settings.LEDGER_RETRY_MAX_SECONDS)
-    return timedelta(seconds=seconds)
-
-
 # --- API clients ----------------------------------------------------------------------------------
 
-TOKEN_PREFIX_BYTES = 4  # 8 hex characters, shown in the admin to tell tokens apart
-
-
-@dataclass(frozen=True)
-class IssuedToken:
-    client: ApiClient
-    token: str  # shown once; only its hash is stored
-
-
-def api_token_hash(secret: str) -> str:
-    # The secret is 256 random bits: unguessable, so a fast hash is enough, and every request
-    # can afford to compute it (a password hash would cost ~100 ms per call).
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-@transaction.atomic
-def api_client_create(
-    *, name: str, permissions: list[str] | tuple[str, ...], notes: str = ""
-) -> IssuedToken:
-    """A new API client and its token `<prefix>.<secret>`, returned once and never again."""
-    unknown = set(permissions) - set(ApiClient.Permission.values)
-    if unknown:
-        raise ApplicationError(
-            f"Unknown permission(s) {sorted(unknown)}; use {ApiClient.Permission.values}.",
-            details={"field": "permissions"},
-        )
-    name = name.strip()
-    if not name:
-        raise ApplicationError("An API client needs a name.", details={"field": "name"})
-    if ApiClient.objects.filter(name=name).exists():
-        raise ApplicationError(
-            f"An API client named {name!r} already exists.", details={"field": "name"}
-        )
-    client = ApiClient(
-        name=name,
-        can_confirm_payments=ApiClient.Permission.PAYMENTS in permissions,
-        can_report_invoices=ApiClient.Permission.INVOICES in permissions,
-        notes=notes,
-    )
-    token = _token_assign(client)
-    client.save()
-    return IssuedToken(client=client, token=token)
-
-
-@transaction.atomic
-def api_client_rotate_token(*, client: ApiClient) -> IssuedToken:
-    """A new token for an existing client; the old one stops working at once."""
-    token = _token_assign(client)
-    client.save(update_fields=["token_prefix", "token_hash"])
-    return IssuedToken(client=client, token=token)
-
-
-def _token_assign(client: ApiClient) -> str:
-    while True:
-        prefix = secrets.token_hex(TOKEN_PREFIX_BYTES)
-        if not ApiClient.objects.filter(token_prefix=prefix).exists():
-            break
-    secret = secrets.token_urlsafe(32)
-    client.token_prefix = prefix
-    client.token_hash = api_token_hash(secret)
-    return f"{prefix}.{secret}"
-
-
-def api_client_authenticate(*, token: str, now: datetime | None = None) -> ApiClient | None:
-    """The active client whose token this is, or None. The secret's hash is compared in
-    constant time; a wrong prefix and a wrong secret look the same to the caller."""
-    prefix, _, secret = token.strip().partition(".")
-    if not prefix or not secret or len(prefix) > 16:
-        return None
-    client = ApiClient.objects.filter(token_prefix=prefix, is_active=True).first()
-    expected = client.token_hash if client is not None else "0" * 64
-    valid = hmac.compare_digest(api_token_hash(secret).encode(), expected.encode())
-    if client is None or not valid:
-        return None
-    now = now or timezone.now()
-    # At most one write a minute per client, not one per request.
-    ApiClient.objects.filter(pk=client.pk).filter(
-        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - timedelta(minutes=1))
-    ).update(last_used_at=now)
-    return client
-
-
 # --- the sweep ------------------------------------------------------------------------------------
-
-
-@dataclass
-class SweepReport:
-    deliveries: int = 0
-    payments: int = 0
-    invoice_checks: int = 0
-    settlements: int = 0
-    invoice_reports: int = 0
-    ledger_settlements: int = 0
-    order_states: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-def inbound_sweep(
-    *,
-    now: datetime | None = None,
-    atlas_client: Any = None,
-    ledger_client: Any = None,
-    limit: int = SWEEP_LIMIT,
-) -> SweepReport:
-    """Pick up inbound work that is due and was not done: deliveries whose task never ran or
-    failed transiently, payments and invoice reports not yet in ATLAS (ATLAS was down),
-    settlements still to send, payments whose settlement transaction is due in the AR Ledger
-    (services/settlements.py), and orders whose paid state waited for their write-back.
-    Bounded per run; the schedule runs it every minute."""
-    from ledger_sync.services.payments import (
-        invoice_report_deliver,
-        invoice_reports_due,
-        invoice_settlement_send,
-        order_payment_states_catch_up,
-        payment_confirmation_deliver,
-        payment_confirmations_due,
-        payment_invoice_check,
-        payment_invoice_checks_due,
-        settlements_due,
-    )
-    from ledger_sync.services.problem_sources import INBOUND_KINDS
-    from ledger_sync.services.problems import problems_refresh_safely
-    from ledger_sync.services.remote import gotransverse_client_from_settings
-    from ledger_sync.services.settlements import (
-        payment_settlement_post,
-        payment_settlements_due,
-    )
-
-    now = now or timezone.now()
-    report = SweepReport()
-    stale = now - timedelta(seconds=settings.INBOUND_CLAIM_TIMEOUT_SECONDS)
-    due_deliveries = list(
-        InboundDelivery.objects.filter(
-            Q(state=InboundDelivery.State.RECEIVED, received_at__lt=now - RECEIVED_GRACE)
-            | Q(state=InboundDelivery.State.FAILED, next_attempt_at__lte=now)
-            | Q(state=InboundDelivery.State.PROCESSING, claimed_at__lt=stale)
-        )
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-    settlement_pks = payment_settlements_due(now=now, limit=limit)
-    if settlement_pks and ledger_client is None:
-        ledger_client = gotransverse_client_from_settings()  # one session for the sweep
-    work: list[tuple[str, list[int], Callable[[int], Any]]] = [
-        (
-            "deliveries",
-            due_deliveries,
-            lambda pk: inbound_delivery_process(delivery_id=pk, atlas_client=atlas_client, now=now),
-        ),
-        (
-            "payments",
-            payment_confirmations_due(now=now, limit=limit),
-            lambda pk: payment_confirmation_deliver(
-                confirmation_id=pk, client=atlas_client, now=now
-            ),
-        ),
-        (
-            "invoice_checks",
-            payment_invoice_checks_due(now=now, limit=limit),
-            lambda pk: payment_invoice_check(
-                confirmation=PaymentConfirmation.objects.get(pk=pk), client=atlas_client, now=now
-            ),
-        ),
-        (
-            "settlements",
-            settlements_due(now=now, limit=limit),
-            lambda pk: invoice_settlement_send(settlement_id=pk, client=atlas_client, now=now),
-        ),
-        (
-            "invoice_reports",
-            invoice_reports_due(now=now, limit=limit),
-            lambda pk: invoice_report_deliver(report_id=pk, client=atlas_client, now=now),
-        ),
-        (
-            "ledger_settlements",
-            settlement_pks,
-            lambda pk: payment_settlement_post(confirmation_id=pk, client=ledger_client, now=now),
-        ),
-    ]
-    for kind, pks, run in work:
-        for pk in pks:
-            try:
-                run(pk)
-            except Exception:
-                # One record that fails unexpectedly (a bug, a database hiccup) must not stop
-                # the rest of the sweep: it is logged with its traceback, and its claim (taken
-                # before the failure) keeps it out of the next sweeps until the claim runs out.
-                logger.exception("inbound.sweep_item_failed", extra={"kind": kind, "pk": pk})
-                continue
-            setattr(report, kind, getattr(report, kind) + 1)
-    # Orders paid while their write-back was still running move once it made them INVOICED.
-    report.order_states = order_payment_states_catch_up(limit=limit)
-    problems_refresh_safely(kinds=INBOUND_KINDS)
-    return report

@@ -18,9 +18,15 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import JobRun, SyncRun
+from ledger_sync.services.atlas_mirror import AtlasMirrorAlreadyRunning, atlas_mirror_run
+from ledger_sync.services.mirror_records import ATLAS_ENTITIES as ENTITIES
+from ledger_sync.services.order_states import actor_for
+from ledger_sync.services.pipeline import cycle_run
+from ledger_sync.services.remote import atlas_client_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +150,6 @@ class _Progress:
 
 
 def _run_mirror(job: JobRun) -> None:
-    from ledger_sync.services.atlas_mirror import AtlasMirrorAlreadyRunning, atlas_mirror_run
-    from ledger_sync.services.remote import atlas_client_from_settings
-
     progress = _Progress(job)
     try:
         run = atlas_mirror_run(
@@ -177,9 +180,6 @@ def _run_mirror(job: JobRun) -> None:
 
 
 def _run_cycle(job: JobRun, *, trigger: str = SyncRun.Trigger.ADMIN) -> None:
-    from ledger_sync.services.cycle import cycle_run
-    from ledger_sync.services.order_states import actor_for
-
     progress = _Progress(job)
     user = job.requested_by
     report = cycle_run(
@@ -243,8 +243,6 @@ def _finish(
 
 
 def _enqueue(job_run_id: int) -> None:
-    from django_q.tasks import async_task
-
     async_task(TASK, job_run_id, task_name=f"job_run_{job_run_id}")
 
 
@@ -275,8 +273,6 @@ def _abandon_stale(kind: str) -> None:
 
 
 def _refuse_while_mirror_pass_runs() -> None:
-    from ledger_sync.services.atlas_mirror import ENTITIES
-
     stale_after = timedelta(seconds=int(settings.Q_CLUSTER.get("timeout", 900)))
     running = (
         SyncRun.objects.filter(

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from ledger_sync.errors import ApplicationError, InvalidTransition
 from ledger_sync.models import (
+    Counterparty,
     CounterpartyMapping,
     ErpParty,
     Journal,
@@ -27,9 +29,22 @@ from ledger_sync.models import (
     MatchProposal,
     WriteBackState,
 )
-from ledger_sync.services.normalise import iban_compact, iban_country, iban_mask, vat_normalise
+from ledger_sync.services.normalise import (
+    iban_compact,
+    iban_country,
+    iban_mask,
+    vat_normalise,
+)
 
 logger = logging.getLogger(__name__)
+
+APPROVE_PERMISSION = "ledger_sync.approve_matchproposal"
+
+
+def require_match_approver(user: Any) -> None:
+    """Refuse anyone without the finance lead's permission to decide on matches."""
+    if user is None or not user.has_perm(APPROVE_PERMISSION):
+        raise PermissionDenied("Only a finance lead may approve or reject match proposals.")
 
 
 class ApprovalNeedsConfirmation(ApplicationError):
@@ -120,8 +135,6 @@ def erp_codes_refuse_taken(*, codes_by_counterparty: dict[int, str]) -> None:
     row lock, and the second sees the first's mapping; SQLite takes its write lock at BEGIN
     (transaction_mode IMMEDIATE), which serialises the whole approval.
     """
-    from ledger_sync.models import Counterparty
-
     by_code: dict[str, list[int]] = {}
     for counterparty_id, code in codes_by_counterparty.items():
         by_code.setdefault(code, []).append(counterparty_id)
@@ -237,8 +250,6 @@ def match_proposal_undo(
     """Undo the decision on `proposal`: an approval (its mapping removed, the candidates of that
     counterparty proposed again) until the code is written to ATLAS, or a rejection (proposed
     again). Refused with the reason otherwise. Finance leads only."""
-    from ledger_sync.services.matching import require_match_approver
-
     require_match_approver(user)
     now = now or timezone.now()
     proposal = (

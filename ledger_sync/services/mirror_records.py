@@ -1,6 +1,6 @@
 """What both mirrors (ATLAS, Gotransverse) and the ATLAS write-back do the same way with a
 remote record's raw JSON: hash it, tell which top-level fields changed, and make a value fit a
-JSONField without ever passing money through float."""
+JSONField without ever passing money through float; and the names of the entities they read."""
 
 from __future__ import annotations
 
@@ -12,6 +12,24 @@ from typing import Any
 from django.db import models
 
 from integration import wire
+
+# The entities each mirror reads, in the order a full pass reads them (kept here, below the
+# mirrors, so the error queue's sources can name them without importing a mirror).
+ATLAS_ENTITIES = (
+    "CustomFieldType",
+    "CustomFieldDefinition",
+    "Counterparty",
+    "Order",
+    "OrderItem",
+    "Invoice",
+    "Payment",
+)
+# Gotransverse reference data.
+ENTITY_LEDGER = "Ledger"
+ENTITY_YEAR = "AccountingYear"
+ENTITY_PERIOD = "AccountingPeriod"
+ENTITY_ACCOUNT = "GLAccount"
+GOTRANSVERSE_ENTITIES = (ENTITY_LEDGER, ENTITY_YEAR, ENTITY_PERIOD, ENTITY_ACCOUNT)
 
 
 def raw_content_hash(raw: Any) -> str:
@@ -48,3 +66,6 @@ def json_safe(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
+
+
+# Every entity of a full pass, in the order they are read (parents before children).

@@ -2,13 +2,16 @@
 
 Every change goes through `order_transition`, which checks the table below, changes the row
 with a compare-and-set update (so two workers cannot both move an order out of the same state)
-and records who or what made the change, when and why.
+and records who or what made the change, when and why. `TransitionBatch` does the same for
+a batch, its history stored with one insert. The state sets each stage picks up live here too,
+so adding a state touches this module (and the model's choices) only.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +19,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from ledger_sync.errors import InvalidTransition
-from ledger_sync.models import BlockedReason, OrderState, OrderSync, OrderTransition
+from ledger_sync.models import (
+    BlockedReason,
+    OrderState,
+    OrderSync,
+    OrderTransition,
+)
 
 S = OrderState
 
@@ -34,6 +42,21 @@ POSTED_STATES: frozenset[str] = frozenset(
 PRE_SEND_STATES: frozenset[str] = frozenset(
     {S.MIRRORED, S.WAITING, S.READY, S.JOURNAL_BUILT, S.BLOCKED}
 )
+
+# What each stage picks up.
+# The builder (re)builds these; a BLOCKED order is rebuilt once what blocked it is fixed.
+BUILDABLE_STATES: frozenset[str] = frozenset({S.READY, S.JOURNAL_BUILT, S.BLOCKED})
+# Write-back steps run from these (ERP code, then the invoice).
+WRITE_BACK_STATES = (OrderState.POSTED, OrderState.ERP_CODE_WRITTEN, OrderState.INVOICED)
+# The states a payment moves an order from: its invoice is in ATLAS and its write-backs are done
+# (they only run from POSTED / ERP_CODE_WRITTEN, so an order is never moved on from there).
+PAYMENT_STATES_FROM = (OrderState.INVOICED, OrderState.PARTIALLY_PAID)
+# States a posting worker takes up: built journals, transient failures whose backoff is over,
+# and POSTING orders whose worker died (their claim went stale).
+POSTABLE_STATES = (OrderState.JOURNAL_BUILT, OrderState.FAILED, OrderState.POSTING)
+# States after which a journal may already be in the ledger: always look before sending.
+MAYBE_SENT_STATES = frozenset({OrderState.POSTING, OrderState.FAILED})
+
 
 _FORWARD_AFTER_POSTING: tuple[str, ...] = (
     S.POSTED,
@@ -348,11 +371,71 @@ def actor_for(user: Any, *, default: str) -> str:
     return default
 
 
+@dataclass
+class OrderProblem:
+    order_sync_id: int
+    atlas_order_id: int | None
+    state: str
+    reason: str
+    message: str
+
+
+class TransitionBatch:
+    """Guarded transitions of a batch, their history stored with one insert at the end."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+
+    def add(self, order_sync: OrderSync, to_state: str, **kwargs: Any) -> OrderSync:
+        self.rows.append(order_transition_apply(order_sync=order_sync, to_state=to_state, **kwargs))
+        return order_sync
+
+    def add_many(self, items: Sequence[Any], to_state: str, *, note: Any, **fields: Any) -> None:
+        """Move many orders (items with .order_sync, .actor, .user) to `to_state`: one
+        compare-and-set UPDATE per (state, actor, user) group, then one UPDATE per batch for
+        the `fields`; `note(item)` is each order's note. Blocking goes through add()."""
+        groups: dict[tuple[str, str, Any], list[Any]] = {}
+        for item in items:
+            key = (item.order_sync.state, item.actor, getattr(item.user, "pk", None))
+            groups.setdefault(key, []).append(item)
+        for group in groups.values():
+            order_syncs = [item.order_sync for item in group]
+            self.rows.extend(
+                order_syncs_move_bulk(
+                    order_syncs=order_syncs,
+                    path=[to_state],
+                    notes=[[note(item)] for item in group],
+                    actor=group[0].actor,
+                    user=group[0].user,
+                )
+            )
+            if fields:
+                stale = [
+                    o.pk for o in order_syncs if any(getattr(o, k) != v for k, v in fields.items())
+                ]
+                if stale:
+                    OrderSync.objects.filter(pk__in=stale).update(**fields)
+                for order_sync in order_syncs:
+                    for name, value in fields.items():
+                        setattr(order_sync, name, value)
+
+    def save(self) -> None:
+        order_transitions_record(self.rows)
+        self.rows = []
+
+
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "BUILDABLE_STATES",
+    "MAYBE_SENT_STATES",
+    "PAYMENT_STATES_FROM",
+    "POSTABLE_STATES",
     "POSTED_STATES",
     "PRE_SEND_STATES",
     "WORKING_STATES",
+    "WRITE_BACK_STATES",
+    "OrderProblem",
+    "TransitionBatch",
     "actor_for",
     "order_block",
     "order_note_record",

@@ -22,75 +22,59 @@ Invoice reports hand the ERP's number to the write-back of the order (IssuedInvo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from integration import wire
 from integration.atlas.errors import AtlasError
-from ledger_sync.errors import ApplicationError, InvalidTransition
+from ledger_sync.errors import InvalidTransition
 from ledger_sync.models import (
-    Invoice,
-    InvoiceReport,
     InvoiceSettlement,
-    IssuedInvoice,
-    Journal,
-    Order,
     OrderState,
     OrderSync,
     Payment,
     PaymentConfirmation,
     SyncState,
-    WriteBackStep,
 )
 from ledger_sync.models.inbound import CallbackState
-from ledger_sync.services.documents import OrderDocument, order_open_items
-from ledger_sync.services.inbound import inbound_backoff
+from ledger_sync.services.background import backoff_delay, task_queuer
+from ledger_sync.services.callbacks import (
+    ACCEPTED_GRACE,
+    DATE_LINE_AHEAD,
+    CallbackRejected,
+    InvoiceNotInAtlas,
+    InvoiceRef,
+    atlas_client_or_default,
+    callback_failed,
+    callback_fingerprint,
+    callback_retry,
+    callbacks_due,
+    invoice_resolve,
+    midnight_utc,
+    money_check,
+    money_text,
+    repeat_of,
+)
+from ledger_sync.services.claims import row_claim
+from ledger_sync.services.order_states import (
+    PAYMENT_STATES_FROM,
+    order_transition,
+    transition_allowed,
+)
 from ledger_sync.services.settlements import payment_settlement_enqueue
 
 logger = logging.getLogger(__name__)
 
 ACTOR_PAYMENTS = "system:payments"
-ACTOR_INVOICES = "system:invoice_callback"
-CENT = Decimal("0.01")
-# An ACCEPTED callback younger than this belongs to its own on-commit task; the sweep leaves it.
-ACCEPTED_GRACE = timedelta(seconds=30)
-DATE_LINE_AHEAD = timedelta(hours=14)
-# The states a payment moves an order from: its invoice is in ATLAS and its write-backs are done
-# (they only run from POSTED / ERP_CODE_WRITTEN, so an order is never moved on from there).
-PAYMENT_STATES_FROM = (OrderState.INVOICED, OrderState.PARTIALLY_PAID)
-
-
-class CallbackRejected(ApplicationError):
-    """A request that is well-formed but cannot be accepted (422): names the field and why."""
-
-    def __init__(self, message: str, *, field: str, code: str):
-        super().__init__(message, details={"field": field, "code": code})
-        self.field = field
-        self.code = code
-
-
-class IdempotencyConflict(ApplicationError):
-    """The externalId was used before with a different request (409)."""
-
-    def __init__(self, message: str, *, field: str = "externalId"):
-        super().__init__(message, details={"field": field, "code": "idempotency_conflict"})
-        self.field = field
-
-
-class InvoiceNotInAtlas(ApplicationError):
-    """The invoice a payment belongs to is not (yet) in ATLAS: retried later."""
-
-    retryable = True
 
 
 # --- requests -------------------------------------------------------------------------------------
@@ -113,131 +97,19 @@ class PaymentRequest:
         """The idempotency fingerprint: the parsed, normalised fields, so a semantically equal
         body (key order, white space, 400 vs "400.00", currency case, a midnight datetime)
         is the same request; how the invoice is named is part of it."""
-        return _fingerprint(
+        return callback_fingerprint(
             {
                 "externalId": self.external_id,
                 "invoiceExternalId": self.invoice_external_id,
                 "invoiceId": self.invoice_atlas_id,
-                "amount": _money_text(self.amount),
+                "amount": money_text(self.amount),
                 "currency": self.currency.upper(),
                 "paymentDate": self.payment_date.isoformat(),
             }
         )
 
 
-@dataclass(frozen=True)
-class InvoiceReportRequest:
-    external_id: str
-    order_atlas_id: int
-    invoice_number: str
-    amount: Decimal
-    currency: str
-    invoice_date: date
-    due_date: date
-
-    def fingerprint(self) -> str:
-        return _fingerprint(
-            {
-                "externalId": self.external_id,
-                "order": self.order_atlas_id,
-                "invoiceNumber": self.invoice_number,
-                "amount": _money_text(self.amount),
-                "currency": self.currency.upper(),
-                "invoiceDate": self.invoice_date.isoformat(),
-                "dueDate": self.due_date.isoformat(),
-            }
-        )
-
-
-def _fingerprint(value: Any) -> str:
-    return hashlib.sha256(wire.canonical(value).encode()).hexdigest()
-
-
-def _money_text(amount: Decimal) -> str:
-    # 100, 100.0 and 100.00 are the same amount: the same request, not a conflict.
-    return str(amount.quantize(CENT)) if _cents_only(amount) else str(amount)
-
-
-def _cents_only(amount: Decimal) -> bool:
-    return amount.is_finite() and amount == amount.quantize(CENT)
-
-
-def _check_money(amount: Decimal, *, field: str = "amount") -> None:
-    if not amount.is_finite() or not _cents_only(amount):
-        raise CallbackRejected(
-            f"{field} {amount} has more than 2 decimal places; send the amount in cents "
-            "precision (e.g. 1234.50).",
-            field=field,
-            code="invalid_amount",
-        )
-    if amount <= 0:
-        raise CallbackRejected(
-            f"{field} must be positive, got {amount}.", field=field, code="non_positive_amount"
-        )
-    if amount.adjusted() >= 16:
-        raise CallbackRejected(
-            f"{field} {amount} is too large.", field=field, code="invalid_amount"
-        )
-
-
 # --- invoices as we know them ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InvoiceRef:
-    """An invoice a payment can be booked against: ours (IssuedInvoice) or mirrored."""
-
-    atlas_id: int | None
-    external_id: str
-    order_atlas_id: int | None
-    amount: Decimal
-    currency: str
-    is_paid: bool
-    label: str
-
-
-def invoice_resolve(
-    *, external_id: str | None = None, atlas_id: int | None = None, lock: bool = False
-) -> InvoiceRef | None:
-    """The invoice named by `external_id` or ATLAS `atlas_id`, from what ledger_sync holds (no
-    remote call). `lock` takes its row lock (PostgreSQL) so payments to one invoice are checked
-    one after the other."""
-    issued_qs = IssuedInvoice.objects.select_related("order_sync__order")
-    mirror_qs = Invoice.objects.exclude(sync_state=SyncState.MISSING).select_related("order")
-    if lock:
-        issued_qs = issued_qs.select_for_update(of=("self",))
-        mirror_qs = mirror_qs.select_for_update(of=("self",))
-    if external_id:
-        issued = issued_qs.filter(external_id=external_id).first()
-        mirrored = mirror_qs.filter(external_id=external_id).order_by("atlas_id").first()
-    else:
-        issued = issued_qs.filter(atlas_invoice_id=atlas_id).first()
-        mirrored = mirror_qs.filter(atlas_id=atlas_id).first()
-    if issued is None and mirrored is None:
-        return None
-    if issued is not None:
-        order = issued.order_sync.order
-        return InvoiceRef(
-            atlas_id=issued.atlas_invoice_id or (mirrored.atlas_id if mirrored else None),
-            external_id=issued.external_id,
-            order_atlas_id=order.atlas_id,
-            amount=issued.amount,
-            currency=issued.currency,
-            is_paid=bool(mirrored and mirrored.is_paid),
-            label=f"invoice {issued.number} ({issued.external_id})",
-        )
-    assert mirrored is not None
-    order = mirrored.order or Order.objects.filter(atlas_id=mirrored.order_atlas_id).first()
-    return InvoiceRef(
-        atlas_id=mirrored.atlas_id,
-        external_id=mirrored.external_id or "",
-        order_atlas_id=mirrored.order_atlas_id,
-        amount=mirrored.amount,
-        currency=order.currency if order is not None else "",
-        is_paid=mirrored.is_paid,
-        label=f"invoice {mirrored.invoice_number or mirrored.atlas_id}"
-        + (f" ({mirrored.external_id})" if mirrored.external_id else ""),
-    )
 
 
 def invoice_paid_total(invoice: InvoiceRef) -> Decimal:
@@ -283,11 +155,11 @@ def payment_confirmation_accept(
     PAYMENT_OVERPAYMENT_TOLERANCE.
     """
     fingerprint = request.fingerprint()
-    repeat = _repeat_of(PaymentConfirmation, request.external_id, fingerprint, "payment")
+    repeat = repeat_of(PaymentConfirmation, request.external_id, fingerprint, "payment")
     if repeat is not None:
         return repeat, False
 
-    _check_money(request.amount)
+    money_check(request.amount)
     # "Today" wherever the payer is: the date on the first side of the date line (UTC+14), so a
     # bank ahead of UTC is not refused for confirming today's payment.
     today = today or (timezone.now() + DATE_LINE_AHEAD).date()
@@ -361,7 +233,7 @@ def payment_confirmation_accept(
             transaction.on_commit(lambda: settle(confirmation.pk), robust=True)
     except IntegrityError:
         # The same externalId was stored by a concurrent request: answer as for a repeat.
-        repeat = _repeat_of(PaymentConfirmation, request.external_id, fingerprint, "payment")
+        repeat = repeat_of(PaymentConfirmation, request.external_id, fingerprint, "payment")
         if repeat is None:
             raise
         return repeat, False
@@ -372,57 +244,12 @@ def payment_confirmation_accept(
     return confirmation, True
 
 
-def _repeat_of(model: type[Any], external_id: str, fingerprint: str, what: str) -> Any:
-    """The row stored for this externalId when the request is a repeat; None when it is new.
-    Raises IdempotencyConflict when the externalId was used with other content."""
-    existing = model.objects.filter(external_id=external_id).first()
-    return None if existing is None else _same_or_conflict(existing, fingerprint, what)
-
-
-def _same_or_conflict(existing: Any, fingerprint: str, what: str) -> Any:
-    if existing.request_fingerprint == fingerprint:
-        return existing
-    raise IdempotencyConflict(
-        f"externalId {existing.external_id!r} was already used for a different {what} "
-        f"(received {existing.received_at:%Y-%m-%d %H:%M:%S} UTC); use a new externalId for a "
-        "new one, or send exactly the same request to read its result.",
-    )
-
-
 def _enqueue(func: str) -> Callable[[int], None]:
-    def queue(pk: int) -> None:
-        from ledger_sync.services.inbound import task_enqueue
-
-        task_enqueue(func, pk, task_name=f"{func.rsplit('.', 1)[-1]}-{pk}")
-
-    return queue
+    # This module's own seam for queueing, so that a test can hold back its tasks.
+    return task_queuer(func)
 
 
 # --- writing payments to ATLAS --------------------------------------------------------------------
-
-
-def _claim(model: type[Any], pk: int, *, states: list[str], now: datetime) -> bool:
-    """Compare-and-set claim: only one worker writes a record to ATLAS at a time; a claim whose
-    worker died runs out after INBOUND_CLAIM_TIMEOUT_SECONDS. Counts the attempt BEFORE the
-    remote call, so a crash after sending is seen as "may have been sent" by the next one."""
-    until = now + timedelta(seconds=settings.INBOUND_CLAIM_TIMEOUT_SECONDS)
-    return bool(
-        model.objects.filter(pk=pk, state__in=states)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(claimed_until=until, attempts=F("attempts") + 1)
-    )
-
-
-def _client(client: Any) -> Any:
-    if client is not None:
-        return client
-    from ledger_sync.services.remote import atlas_client_from_settings
-
-    return atlas_client_from_settings()
-
-
-def _midnight(value: date) -> datetime:
-    return datetime(value.year, value.month, value.day)
 
 
 def payment_post_record(confirmation: PaymentConfirmation, *, invoice_atlas_id: int) -> dict:
@@ -431,7 +258,7 @@ def payment_post_record(confirmation: PaymentConfirmation, *, invoice_atlas_id: 
         "orderId": confirmation.order_atlas_id,
         "externalId": confirmation.external_id,
         "amount": confirmation.amount,
-        "paymentDate": _midnight(confirmation.payment_date),
+        "paymentDate": midnight_utc(confirmation.payment_date),
     }
 
 
@@ -443,10 +270,10 @@ def payment_confirmation_deliver(
     for the payment in ATLAS by its externalId."""
     now = now or timezone.now()
     states = [CallbackState.ACCEPTED, CallbackState.FAILED]
-    if not _claim(PaymentConfirmation, confirmation_id, states=states, now=now):
+    if not row_claim(PaymentConfirmation, confirmation_id, states=states, now=now):
         return PaymentConfirmation.objects.filter(pk=confirmation_id).first()
     confirmation = PaymentConfirmation.objects.get(pk=confirmation_id)
-    client = _client(client)
+    client = atlas_client_or_default(client)
     record: dict[str, Any] = {}
     try:
         invoice_atlas_id = _invoice_atlas_id(confirmation, client=client)
@@ -475,7 +302,7 @@ def payment_confirmation_deliver(
                     retryable=True,
                 )
     except (AtlasError, InvoiceNotInAtlas) as error:
-        _callback_failed(PaymentConfirmation, confirmation, error=error, record=record)
+        callback_failed(PaymentConfirmation, confirmation, error=error, record=record)
         confirmation.refresh_from_db()
         return confirmation
     PaymentConfirmation.objects.filter(pk=confirmation.pk).update(
@@ -509,7 +336,7 @@ def payment_invoice_check(
         invoice_settle_if_paid(
             invoice_atlas_id=confirmation.invoice_atlas_id,
             order_atlas_id=confirmation.order_atlas_id,
-            client=_client(client),
+            client=atlas_client_or_default(client),
             now=now,
         )
     except AtlasError as error:
@@ -538,54 +365,11 @@ def _invoice_atlas_id(confirmation: PaymentConfirmation, *, client: Any) -> int:
     )
 
 
-def _callback_failed(model: type[Any], row: Any, *, error: Exception, record: dict) -> None:
-    retryable = bool(getattr(error, "retryable", False))
-    give_up = row.attempts >= settings.INBOUND_MAX_ATTEMPTS
-    model.objects.filter(pk=row.pk).update(
-        state=CallbackState.FAILED if retryable else CallbackState.REJECTED,
-        last_error=str(error)[:4000],
-        next_attempt_at=(
-            timezone.now() + inbound_backoff(row.attempts) if retryable and not give_up else None
-        ),
-        atlas_request_json=wire.dumps(record, indent=2) if record else row.atlas_request_json,
-        claimed_until=None,
-    )
-    logger.warning(
-        "callback.write_failed",
-        extra={"model": model.__name__, "pk": row.pk, "retryable": retryable},
-    )
-
-
-def _callback_retry(row: Any, *, task: str) -> Any:
-    """A failed or rejected callback (payment or invoice report) back to FAILED with no wait,
-    and its delivery queued; the row as it is now. Other states are not changed."""
-    type(row).objects.filter(
-        pk=row.pk, state__in=[CallbackState.FAILED, CallbackState.REJECTED]
-    ).update(state=CallbackState.FAILED, next_attempt_at=None, claimed_until=None)
-    transaction.on_commit(lambda: _enqueue(task)(row.pk), robust=True)
-    row.refresh_from_db()
-    return row
-
-
-def _callbacks_due(model: type[Any], *, now: datetime, limit: int) -> list[int]:
-    """Callbacks to deliver: accepted ones past the grace the accepting request queued them
-    in, and failed ones whose backoff is over; not claimed by a live worker, attempts left."""
-    return list(
-        model.objects.filter(
-            Q(state=CallbackState.ACCEPTED, received_at__lt=now - ACCEPTED_GRACE)
-            | Q(state=CallbackState.FAILED)
-            & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        )
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .filter(attempts__lt=settings.INBOUND_MAX_ATTEMPTS)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
-    )
-
-
 def payment_confirmation_retry(*, confirmation: PaymentConfirmation) -> PaymentConfirmation:
     """A person asks for a failed or rejected payment to be written again (admin): queued."""
-    return _callback_retry(confirmation, task="ledger_sync.tasks.payment_confirmation_deliver_task")
+    return callback_retry(
+        confirmation, enqueue=_enqueue("ledger_sync.tasks.payment_confirmation_deliver_task")
+    )
 
 
 def payment_invoice_checks_due(*, now: datetime, limit: int) -> list[int]:
@@ -601,7 +385,7 @@ def payment_invoice_checks_due(*, now: datetime, limit: int) -> list[int]:
 
 
 def payment_confirmations_due(*, now: datetime, limit: int) -> list[int]:
-    return _callbacks_due(PaymentConfirmation, now=now, limit=limit)
+    return callbacks_due(PaymentConfirmation, now=now, limit=limit)
 
 
 # --- settling invoices ----------------------------------------------------------------------------
@@ -612,7 +396,7 @@ def invoice_settle_if_paid(
 ) -> InvoiceSettlement | None:
     """Compare ATLAS's payments of the invoice with its amount: partially paid moves the order
     to PARTIALLY_PAID; fully paid records the settlement (once) and sends isPaid=true."""
-    client = _client(client)
+    client = atlas_client_or_default(client)
     invoices = client.get_invoices([invoice_atlas_id]).records
     if not invoices:
         logger.warning("settlement.invoice_missing", extra={"invoice": invoice_atlas_id})
@@ -676,10 +460,10 @@ def invoice_settlement_send(
     sends; an invoice ATLAS already shows as paid is recorded as done without a call."""
     now = now or timezone.now()
     states = [InvoiceSettlement.State.PENDING, InvoiceSettlement.State.FAILED]
-    if not _claim(InvoiceSettlement, settlement_id, states=states, now=now):
+    if not row_claim(InvoiceSettlement, settlement_id, states=states, now=now):
         return InvoiceSettlement.objects.filter(pk=settlement_id).first()
     settlement = InvoiceSettlement.objects.get(pk=settlement_id)
-    client = _client(client)
+    client = atlas_client_or_default(client)
     record: dict[str, Any] = {}
     try:
         if invoice is None or settlement.attempts > 1:
@@ -711,7 +495,7 @@ def invoice_settlement_send(
         InvoiceSettlement.objects.filter(pk=settlement.pk).update(
             state=InvoiceSettlement.State.FAILED,
             last_error=str(error)[:4000],
-            next_attempt_at=now + inbound_backoff(settlement.attempts) if retryable else None,
+            next_attempt_at=now + backoff_delay(settlement.attempts) if retryable else None,
             request_json=wire.dumps(record, indent=2) if record else "",
             claimed_until=None,
         )
@@ -764,8 +548,6 @@ def settlements_due(*, now: datetime, limit: int) -> list[int]:
 def order_payment_state_update(*, atlas_order_id: int | None, paid_in_full: bool) -> bool:
     """Move the order to PARTIALLY_PAID or PAID when the state machine allows it (an order that
     is not ours, or already further, is left as it is); True when it moved."""
-    from ledger_sync.services.order_states import order_transition, transition_allowed
-
     if atlas_order_id is None:
         return False
     order_sync = OrderSync.objects.filter(order__atlas_id=atlas_order_id).first()
@@ -836,268 +618,3 @@ def order_payment_states_catch_up(*, limit: int) -> int:
 
 
 # --- invoice reports ------------------------------------------------------------------------------
-
-
-def invoice_report_accept(
-    *,
-    request: InvoiceReportRequest,
-    raw_body: str,
-    api_client: Any = None,
-    enqueue: Callable[[int], None] | None = None,
-) -> tuple[InvoiceReport, bool]:
-    """Store the ERP's report of an invoice it issued for an order, checked against the order
-    and its posted journal, and queue its creation in ATLAS; (report, created)."""
-    from ledger_sync.services.order_states import POSTED_STATES
-
-    fingerprint = request.fingerprint()
-    repeat = _repeat_of(InvoiceReport, request.external_id, fingerprint, "invoice")
-    if repeat is not None:
-        return repeat, False
-    _check_money(request.amount)
-    if request.due_date < request.invoice_date:
-        raise CallbackRejected(
-            f"dueDate {request.due_date} is before invoiceDate {request.invoice_date}.",
-            field="dueDate",
-            code="invalid_date",
-        )
-    order = Order.objects.filter(atlas_id=request.order_atlas_id).first()
-    if order is None:
-        raise CallbackRejected(
-            f"ATLAS order {request.order_atlas_id} is not known to ledger_sync.",
-            field="order",
-            code="unknown_order",
-        )
-    order_sync = OrderSync.objects.filter(order=order).first()
-    posted = (
-        order_sync is not None
-        and order_sync.state in POSTED_STATES
-        and Journal.objects.filter(
-            order_sync=order_sync, kind=Journal.Kind.POSTING, status=Journal.Status.POSTED
-        ).exists()
-    )
-    if not posted:
-        state = order_sync.state if order_sync is not None else "not selected"
-        raise CallbackRejected(
-            f"Order {order.atlas_id} has no posted journal (state: {state}); an invoice is "
-            "reported once its journal is in the AR Ledger.",
-            field="order",
-            code="order_not_posted",
-        )
-    assert order_sync is not None
-    _check_erp_invoices_this(order_sync)
-    currency = request.currency.upper()
-    if currency != order.currency:
-        raise CallbackRejected(
-            f"currency {currency} differs from order {order.atlas_id}'s {order.currency}.",
-            field="currency",
-            code="currency_mismatch",
-        )
-    expected = abs(order.total_amount)
-    if request.amount != expected:
-        raise CallbackRejected(
-            f"amount {request.amount} {currency} differs from order {order.atlas_id}'s posted "
-            f"total {expected} {order.currency}.",
-            field="amount",
-            code="amount_mismatch",
-        )
-    issued = IssuedInvoice.objects.filter(order_sync=order_sync).first()
-    if issued is not None and (
-        issued.external_id != request.external_id or issued.number != request.invoice_number
-    ):
-        raise CallbackRejected(
-            f"Order {order.atlas_id} already has invoice {issued.number} ({issued.external_id}).",
-            field="order",
-            code="already_invoiced",
-        )
-    # ATLAS may already hold an invoice for the order (created by hand, or by an earlier run, as
-    # mirrored): the order's write-back records that one instead of creating another, so a
-    # report of a different invoice would be "written" without ever reaching ATLAS.
-    in_atlas = (
-        Invoice.objects.filter(order_atlas_id=order.atlas_id)
-        .exclude(sync_state=SyncState.MISSING)
-        .exclude(external_id=request.external_id)
-        .order_by("atlas_id")
-        .first()
-    )
-    if in_atlas is not None:
-        raise CallbackRejected(
-            f"Order {order.atlas_id} already has invoice "
-            f"{in_atlas.invoice_number or in_atlas.atlas_id} in ATLAS (id {in_atlas.atlas_id}, "
-            f"externalId {in_atlas.external_id or 'empty'}); an order has one invoice.",
-            field="order",
-            code="already_invoiced",
-        )
-    clash = IssuedInvoice.objects.exclude(order_sync=order_sync)
-    if clash.filter(number=request.invoice_number).exists():
-        raise CallbackRejected(
-            f"Invoice number {request.invoice_number} is already used by another order.",
-            field="invoiceNumber",
-            code="duplicate_invoice_number",
-        )
-    if clash.filter(external_id=request.external_id).exists():
-        raise CallbackRejected(
-            f"externalId {request.external_id} is already used by another order's invoice.",
-            field="externalId",
-            code="duplicate_external_id",
-        )
-    try:
-        with transaction.atomic():
-            report = InvoiceReport.objects.create(
-                external_id=request.external_id,
-                request_fingerprint=fingerprint,
-                request_json=raw_body,
-                api_client=api_client if getattr(api_client, "pk", None) else None,
-                order_atlas_id=order.atlas_id,
-                invoice_number=request.invoice_number,
-                amount=request.amount,
-                currency=currency,
-                invoice_date=request.invoice_date,
-                due_date=request.due_date,
-                received_at=timezone.now(),
-            )
-            queue = enqueue or _enqueue("ledger_sync.tasks.invoice_report_deliver_task")
-            transaction.on_commit(lambda: queue(report.pk), robust=True)
-    except IntegrityError:
-        repeat = _repeat_of(InvoiceReport, request.external_id, fingerprint, "invoice")
-        if repeat is None:
-            raise
-        return repeat, False
-    return report, True
-
-
-def _check_erp_invoices_this(order_sync: OrderSync) -> None:
-    """The document rule (services/documents.py): unless the ERP numbers every invoice
-    (INVOICE_NUMBERS_FROM_ERP), it reports only the invoices of payables to suppliers that do
-    not self-bill. An order we invoice ourselves, or one with nothing open, is refused: a second
-    document for it would be an invoice without an open item to match."""
-    if settings.INVOICE_NUMBERS_FROM_ERP:
-        return
-    open_item = order_open_items([order_sync]).get(order_sync.pk)
-    if open_item is None or open_item.document is OrderDocument.AWAIT_ERP:
-        return
-    order = order_sync.order
-    if open_item.document is OrderDocument.NONE:
-        raise CallbackRejected(
-            f"Order {order.atlas_id} nets to 0.00 {order.currency} ({open_item.journal_reference}"
-            "): it has no invoice.",
-            field="order",
-            code="no_document",
-        )
-    ours = (
-        "a self-billing invoice (SB series)"
-        if open_item.document is OrderDocument.SELF_BILLING
-        else "our invoice (INV series)"
-    )
-    raise CallbackRejected(
-        f"Order {order.atlas_id} is a {open_item.direction} that ledger_sync invoices itself "
-        f"with {ours}; the ERP reports only the invoices of payables to suppliers that do not "
-        "self-bill.",
-        field="order",
-        code="invoiced_by_us",
-    )
-
-
-def invoice_report_deliver(
-    *, report_id: int, client: Any = None, now: datetime | None = None
-) -> InvoiceReport | None:
-    """Hand the ERP's invoice to the order's write-back, which looks it up in ATLAS by
-    externalId and creates it through Invoice/Post when it is not there."""
-    from ledger_sync.services.writeback import issued_invoice_record_from_erp, write_backs_run
-
-    now = now or timezone.now()
-    states = [CallbackState.ACCEPTED, CallbackState.FAILED]
-    if not _claim(InvoiceReport, report_id, states=states, now=now):
-        return InvoiceReport.objects.filter(pk=report_id).first()
-    report = InvoiceReport.objects.get(pk=report_id)
-    order_sync = OrderSync.objects.select_related("order").get(
-        order__atlas_id=report.order_atlas_id
-    )
-    try:
-        with transaction.atomic():
-            IssuedInvoice.objects.get_or_create(
-                order_sync=order_sync,
-                defaults={
-                    "number": report.invoice_number,
-                    "external_id": report.external_id,
-                    "amount": report.amount,
-                    "currency": report.currency,
-                    "invoice_date": report.invoice_date,
-                    "due_date": report.due_date,
-                    "source": IssuedInvoice.Source.ERP_CALLBACK,
-                },
-            )
-    except IntegrityError:
-        pass  # issued meanwhile (by the sequence or a concurrent run): checked below
-    issued_invoice_record_from_erp(
-        order_sync=order_sync, number=report.invoice_number, external_id=report.external_id
-    )
-    written = write_backs_run(client=_client(client), order_sync_ids=[order_sync.pk], now=now)
-    step = WriteBackStep.objects.filter(
-        order_sync=order_sync, kind=WriteBackStep.Kind.INVOICE
-    ).first()
-    issued = IssuedInvoice.objects.filter(order_sync=order_sync).first()
-    in_atlas = _step_invoice_external_id(step)
-    if issued is not None and issued.external_id != report.external_id:
-        InvoiceReport.objects.filter(pk=report.pk).update(
-            state=CallbackState.REJECTED,
-            last_error=f"Order already invoiced as {issued.number} ({issued.external_id}).",
-            claimed_until=None,
-        )
-    elif in_atlas is not None and in_atlas != report.external_id:
-        # The write-back found another invoice of the order in ATLAS and recorded it: this
-        # report's invoice is not in ATLAS, and must not be reported as written.
-        InvoiceReport.objects.filter(pk=report.pk).update(
-            state=CallbackState.REJECTED,
-            last_error=f"ATLAS already holds another invoice for order {report.order_atlas_id} "
-            f"(externalId {in_atlas or 'empty'}); an order has one invoice.",
-            atlas_response_json=step.response_json if step is not None else "",
-            claimed_until=None,
-        )
-    elif step is not None and step.status == WriteBackStep.Status.DONE:
-        InvoiceReport.objects.filter(pk=report.pk).update(
-            state=CallbackState.WRITTEN_TO_ATLAS,
-            atlas_invoice_id=issued.atlas_invoice_id if issued else None,
-            atlas_request_json=step.request_json,
-            atlas_response_json=step.response_json,
-            last_error="",
-            next_attempt_at=None,
-            claimed_until=None,
-            confirmed_at=timezone.now(),
-        )
-    else:
-        why = (step.last_error if step is not None else "") or (
-            "the order's write-back did not run yet (the ERP code is written first)"
-        )
-        InvoiceReport.objects.filter(pk=report.pk).update(
-            state=CallbackState.FAILED,
-            last_error=why[:4000],
-            next_attempt_at=(step.next_attempt_at if step is not None else None)
-            or now + inbound_backoff(report.attempts),
-            claimed_until=None,
-        )
-    logger.info(
-        "invoice_report.delivered",
-        extra={"report": report.pk, "atlas_calls": written.atlas_calls},
-    )
-    report.refresh_from_db()
-    return report
-
-
-def _step_invoice_external_id(step: WriteBackStep | None) -> str | None:
-    """The externalId of the ATLAS invoice a done invoice step recorded ("" when it has none);
-    None when the step is not done or recorded nothing readable."""
-    if step is None or step.status != WriteBackStep.Status.DONE or not step.response_json:
-        return None
-    try:
-        raw = wire.loads(step.response_json)
-    except ValueError:
-        return None
-    return (raw.get("externalId") or "") if isinstance(raw, dict) else None
-
-
-def invoice_report_retry(*, report: InvoiceReport) -> InvoiceReport:
-    return _callback_retry(report, task="ledger_sync.tasks.invoice_report_deliver_task")
-
-
-def invoice_reports_due(*, now: datetime, limit: int) -> list[int]:
-    return _callbacks_due(InvoiceReport, now=now, limit=limit)

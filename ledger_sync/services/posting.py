@@ -1,5 +1,5 @@
-"""Posting journals to the AR Ledger exactly once: claims, the auto and review workflows,
-rejection and reversal.
+"""Posting journals to the AR Ledger exactly once: the auto and review workflows (rejecting,
+reversing and retrying are in services/journal_corrections.py).
 
 Exactly once, because the ledger never rejects a duplicate source_transaction_reference:
 1. Each journal's reference is stored when the journal is built, before any remote call.
@@ -19,17 +19,11 @@ failure marks the batch FAILED with backoff, retried (after the lookup) by the n
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from integration import wire
@@ -38,27 +32,40 @@ from integration.gotransverse.errors import GotransverseError
 from integration.gotransverse.records import (
     ID_TYPE_SOURCE_TRANSACTION_REFERENCE,
     BulkTransactionResult,
-    EntryInput,
     TransactionInput,
 )
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import (
-    AccountingPeriod,
-    BlockedReason,
     Journal,
-    JournalLine,
     OrderState,
     OrderSync,
 )
+from ledger_sync.services.claims import orders_claim, orders_release, worker_id_new
+from ledger_sync.services.db import rows_update
+from ledger_sync.services.ledger_records import (
+    bulk_result_from_transaction,
+    error_result,
+    journal_transaction_input,
+)
+from ledger_sync.services.order_states import (
+    MAYBE_SENT_STATES,
+    POSTABLE_STATES,
+    TransitionBatch,
+)
+from ledger_sync.services.posting_results import (
+    ACTION_CREATE_DRAFT,
+    ACTION_CREATE_POSTED,
+    ACTION_POST_DRAFT,
+    PostingItem,
+    PostingReport,
+    journals_record_results,
+    record_failure,
+)
+from ledger_sync.services.remote import gotransverse_client_from_settings, gotransverse_ledger_id
 
 logger = logging.getLogger(__name__)
 
 APPROVE_PERMISSION = "ledger_sync.approve_journal"
-# States a posting worker takes up: built journals, transient failures whose backoff is over,
-# and POSTING orders whose worker died (their claim went stale).
-POSTABLE_STATES = (OrderState.JOURNAL_BUILT, OrderState.FAILED, OrderState.POSTING)
-# States after which a journal may already be in the ledger: always look before sending.
-MAYBE_SENT_STATES = frozenset({OrderState.POSTING, OrderState.FAILED})
 # A whole bulk request refused as such (nothing booked): the journals in it are at fault.
 REQUEST_REFUSED_STATUSES = frozenset({400, 409})
 
@@ -67,156 +74,7 @@ class PostingError(ApplicationError):
     """A posting action a person asked for cannot be done (wrong state, no permission...)."""
 
 
-# --- claims ------------------------------------------------------------------------------------
-
-
-def worker_id_new() -> str:
-    """A worker id unique to this process and call: host, pid and a random suffix."""
-    host = socket.gethostname().split(".")[0][:24]
-    return f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def orders_claim(
-    *,
-    states: Iterable[str],
-    limit: int,
-    worker_id: str,
-    ids: Iterable[int] | None = None,
-    after_id: int = 0,
-    now: Any = None,
-) -> list[OrderSync]:
-    """Atomically claim up to `limit` orders in `states` for `worker_id`, in id order.
-
-    An order is claimable when nobody holds it, or its claim is older than
-    LEDGER_CLAIM_TIMEOUT_SECONDS (its worker died), and — for FAILED orders — its backoff is
-    over. PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, so concurrent workers split the work
-    without waiting. Elsewhere (SQLite): a compare-and-set UPDATE whose WHERE repeats the
-    claimability test; only rows it changed are ours. Either way two workers never hold the
-    same order. The claim is a marker, not a held lock: it is committed at once.
-    """
-    if not worker_id:
-        raise ValueError("worker_id is required")
-    if limit < 1:
-        return []
-    now = now or timezone.now()
-    claimable = orders_claimable(states=states, now=now, ids=ids, after_id=after_id)
-    with transaction.atomic():
-        if connection.features.has_select_for_update_skip_locked:
-            candidate_ids = list(
-                claimable.select_for_update(skip_locked=True, of=("self",))
-                .order_by("pk")
-                .values_list("pk", flat=True)[:limit]
-            )
-            if candidate_ids:
-                OrderSync.objects.filter(pk__in=candidate_ids).update(
-                    claimed_by=worker_id, claimed_at=now
-                )
-            claimed_ids = candidate_ids
-        else:
-            candidate_ids = list(claimable.order_by("pk").values_list("pk", flat=True)[:limit])
-            claimed_ids = _claim_compare_and_set(
-                claimable, candidate_ids=candidate_ids, worker_id=worker_id, now=now
-            )
-    return list(OrderSync.objects.filter(pk__in=claimed_ids).select_related("order").order_by("pk"))
-
-
-def orders_claimable(
-    *, states: Iterable[str], now: Any, ids: Iterable[int] | None = None, after_id: int = 0
-) -> Any:
-    """Orders in `states` nobody holds (or whose holder's claim went stale), FAILED ones only
-    once their backoff is over."""
-    stale_before = now - timedelta(seconds=settings.LEDGER_CLAIM_TIMEOUT_SECONDS)
-    claimable = (
-        OrderSync.objects.filter(state__in=list(states), pk__gt=after_id)
-        .filter(Q(claimed_by="") | Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale_before))
-        .filter(
-            ~Q(state=OrderState.FAILED)
-            | Q(next_attempt_at__isnull=True)
-            | Q(next_attempt_at__lte=now)
-        )
-    )
-    if ids is not None:
-        claimable = claimable.filter(pk__in=list(ids))
-    return claimable
-
-
-def _claim_compare_and_set(
-    claimable: Any, *, candidate_ids: list[int], worker_id: str, now: Any
-) -> list[int]:
-    """Claim the candidates that are still claimable. The UPDATE repeats the claimability
-    test in its WHERE, so a row another worker claimed since we read it is left alone; the
-    rows carrying our worker id and timestamp afterwards are the ones we won."""
-    if not candidate_ids:
-        return []
-    won = claimable.filter(pk__in=candidate_ids).update(claimed_by=worker_id, claimed_at=now)
-    if not won:
-        return []
-    return list(
-        OrderSync.objects.filter(pk__in=candidate_ids, claimed_by=worker_id, claimed_at=now)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-
-
-def orders_release(*, order_sync_ids: Iterable[int], worker_id: str) -> int:
-    """Give back claims held by `worker_id` (never anyone else's)."""
-    return OrderSync.objects.filter(pk__in=list(order_sync_ids), claimed_by=worker_id).update(
-        claimed_by="", claimed_at=None
-    )
-
-
-# --- reports -----------------------------------------------------------------------------------
-
-
-@dataclass
-class OrderProblem:
-    order_sync_id: int
-    atlas_order_id: int | None
-    state: str
-    reason: str
-    message: str
-
-
-@dataclass
-class PostingReport:
-    claimed: int = 0
-    sent: int = 0
-    posted: int = 0
-    drafted: int = 0
-    found_in_ledger: int = 0
-    rejected: int = 0
-    blocked: list[OrderProblem] = field(default_factory=list)
-    failed: list[OrderProblem] = field(default_factory=list)
-    ledger_calls: int = 0
-
-    def merge(self, other: PostingReport) -> None:
-        for name in ("claimed", "sent", "posted", "drafted", "found_in_ledger", "rejected"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.blocked.extend(other.blocked)
-        self.failed.extend(other.failed)
-        self.ledger_calls += other.ledger_calls
-
-
 # --- the work of one batch -----------------------------------------------------------------------
-
-ACTION_CREATE_POSTED = "create_posted"  # bulk create, auto_post=true
-ACTION_CREATE_DRAFT = "create_draft"  # bulk create, auto_post=false (review workflow)
-ACTION_POST_DRAFT = "post_draft"  # bulk post drafts by reference (approved)
-
-
-@dataclass
-class _Item:
-    order_sync: OrderSync
-    journal: Journal
-    action: str
-    needs_lookup: bool
-    actor: str
-    user: Any = None
-    outcome: str = ""  # posted | drafted | blocked | failed | skipped
-    payload: TransactionInput | None = None
-    # Set when both lookups succeeded and found neither a posting nor the draft: the approved
-    # draft was deleted in the ledger, so the journal is closed and a rebuild gets a new revision.
-    draft_gone: bool = False
 
 
 def journals_post(
@@ -234,8 +92,8 @@ def journals_post(
     Also resumes orders left POSTING by a dead worker and retries FAILED ones whose backoff is
     over; both are looked up in the ledger first. Safe to run in any number of workers.
     """
-    client = client or _client()
-    ledger_id = _ledger_id(ledger_id)
+    client = client or gotransverse_client_from_settings()
+    ledger_id = gotransverse_ledger_id(ledger_id)
     worker_id = worker_id or worker_id_new()
     batch_size = batch_size or settings.LEDGER_POST_BATCH_SIZE
     report = PostingReport()
@@ -270,9 +128,9 @@ def journal_approve(
     Only journals whose order is AWAITING_REVIEW with the draft in the ledger are taken; the
     rest are left as they are (approving twice is harmless).
     """
-    _require_approver(user)
-    client = client or _client()
-    ledger_id = _ledger_id(ledger_id)
+    require_approver(user)
+    client = client or gotransverse_client_from_settings()
+    ledger_id = gotransverse_ledger_id(ledger_id)
     worker_id = worker_id_new()
     journal_by_order = {
         j.order_sync_id: j
@@ -290,7 +148,7 @@ def journal_approve(
     )
     report.claimed = len(claimed)
     try:
-        actor = _actor(user)
+        actor = actor_name(user)
         current = Journal.objects.in_bulk([journal_by_order[o.pk].pk for o in claimed])
         items = []
         for order_sync in claimed:
@@ -298,7 +156,7 @@ def journal_approve(
             if journal.status != Journal.Status.DRAFT or journal.revision != order_sync.revision:
                 continue
             items.append(
-                _Item(
+                PostingItem(
                     order_sync=order_sync,
                     journal=journal,
                     action=ACTION_POST_DRAFT,
@@ -315,180 +173,10 @@ def journal_approve(
     return report
 
 
-def journal_reject(
-    *,
-    journal: Journal,
-    user: Any,
-    reason: str,
-    client: GotransverseClient | None = None,
-    ledger_id: int | None = None,
-) -> Journal:
-    """An accountant rejects a draft: it is deleted in the ledger and the order is blocked with
-    the reason, until someone fixes the cause and rebuilds it (as a new revision).
-
-    The order is awaiting review, or blocked because the ledger refused to post the approved
-    draft (REMOTE_REJECTION): the draft is still there, and rejecting it is the way out.
-    """
-    _require_approver(user)
-    reason = (reason or "").strip()
-    if not reason:
-        raise PostingError("Say why the journal is rejected: the reason is shown on the order.")
-    client = client or _client()
-    ledger_id = _ledger_id(ledger_id)
-    worker_id = worker_id_new()
-    claimed = orders_claim(
-        states=(OrderState.AWAITING_REVIEW, OrderState.BLOCKED),
-        limit=1,
-        worker_id=worker_id,
-        ids=[journal.order_sync_id],
-    )
-    if not claimed:
-        raise PostingError(
-            f"Journal {journal.source_transaction_reference} cannot be rejected: its order is "
-            "not awaiting review, or another worker holds it. Reload the page."
-        )
-    try:
-        journal.refresh_from_db()
-        if journal.status != Journal.Status.DRAFT or journal.revision != claimed[0].revision:
-            raise PostingError(
-                f"Journal {journal.source_transaction_reference} is {journal.status}, "
-                "not the order's current draft: only drafts can be rejected."
-            )
-        reference = journal.source_transaction_reference
-        try:
-            client.delete_drafts_bulk(
-                ledger_id, [reference], id_type=ID_TYPE_SOURCE_TRANSACTION_REFERENCE
-            )
-        except GotransverseError as error:
-            # Maybe deleted already (a retried rejection): only what the ledger holds counts.
-            if client.find_drafts_by_reference(ledger_id, reference):
-                raise PostingError(
-                    f"The ledger did not delete draft {reference}: {error}. Try again later."
-                ) from error
-        else:
-            # A delete answered 2xx is not proof: a draft left behind could still be posted
-            # in the ledger later, beside the new revision a rebuild makes.
-            if client.find_drafts_by_reference(ledger_id, reference):
-                raise PostingError(
-                    f"The ledger answered the deletion of draft {reference} but still holds "
-                    "it. Try again later."
-                )
-        if client.find_transactions_by_reference(ledger_id, reference):
-            raise PostingError(
-                f"Draft {reference} was posted in the ledger meanwhile; reverse it instead."
-            )
-        _record_rejection(claimed[0], journal, user=user, reason=reason)
-    finally:
-        orders_release(order_sync_ids=[journal.order_sync_id], worker_id=worker_id)
-    journal.refresh_from_db()
-    return journal
-
-
-def journal_reverse(
-    *,
-    journal: Journal,
-    user: Any,
-    reason: str,
-    client: GotransverseClient | None = None,
-    ledger_id: int | None = None,
-) -> Journal:
-    """Correct a posted journal: post a reversing journal (reference = original + "-REV",
-    sides swapped), mark the original REVERSED, and send the order round again as a new
-    revision. The posted journal itself is never edited. Returns the reversal."""
-    _require_approver(user)
-    reason = (reason or "").strip()
-    if not reason:
-        raise PostingError("Say why the journal is reversed: the reason is kept in its history.")
-    if journal.kind != Journal.Kind.POSTING or journal.status != Journal.Status.POSTED:
-        raise PostingError(
-            f"Journal {journal.source_transaction_reference} is {journal.status}: only a "
-            "posted journal can be reversed."
-        )
-    client = client or _client()
-    ledger_id = _ledger_id(ledger_id)
-    worker_id = worker_id_new()
-    # Held while reversing, so that no write-back or second reversal moves the order meanwhile.
-    claimed = orders_claim(
-        states=_POSTED_STATES, limit=1, worker_id=worker_id, ids=[journal.order_sync_id]
-    )
-    if not claimed:
-        raise PostingError(
-            f"Order of {journal.source_transaction_reference} is busy or not posted; try again."
-        )
-    try:
-        return _reverse(journal, user=user, reason=reason, client=client, ledger_id=ledger_id)
-    finally:
-        orders_release(order_sync_ids=[journal.order_sync_id], worker_id=worker_id)
-
-
-_POSTED_STATES = (
-    OrderState.POSTED,
-    OrderState.ERP_CODE_WRITTEN,
-    OrderState.INVOICED,
-    OrderState.PARTIALLY_PAID,
-    OrderState.PAID,
-)
-
-
-def _reverse(
-    journal: Journal, *, user: Any, reason: str, client: GotransverseClient, ledger_id: int
-) -> Journal:
-    reversal = _reversal_build(journal, reason=reason, actor=_actor(user))
-    reference = reversal.source_transaction_reference
-    # Reversal may be a retry of an attempt whose answer was lost: look before sending.
-    if reversal.request_json:
-        found = client.find_transactions_by_reference(ledger_id, reference)
-        if found:
-            _record_reversal(
-                journal, reversal, result=bulk_result_from_transaction(found[0]), user=user
-            )
-            return _refreshed(reversal)
-    payload = journal_transaction_input(reversal)
-    with transaction.atomic():
-        reversal.request_json = wire.dumps([payload.to_json()], indent=2)
-        reversal.save(update_fields=["request_json"])
-    outcome = client.create_transactions_bulk(ledger_id, [payload], auto_post=True)
-    result = outcome.results[0] if outcome.results else None
-    if result is None or not result.succeeded:
-        message = _result_message(result) if result else "no answer from the ledger"
-        with transaction.atomic():
-            reversal.response_json = wire.dumps(_result_raw(result), indent=2) if result else ""
-            reversal.save(update_fields=["response_json"])
-        raise PostingError(f"The ledger did not post reversal {reference}: {message}")
-    _record_reversal(journal, reversal, result=result, user=user)
-    return _refreshed(reversal)
-
-
-@transaction.atomic
-def order_retry(*, order_sync: OrderSync, user: Any = None, actor: str = "") -> OrderSync:
-    """Let a FAILED order be taken up by the next posting pass at once (backoff skipped).
-
-    The request is recorded in the order's history with who asked and when (the user's name,
-    else `actor`, else "system:order_retry"). The state does not change here: the posting pass
-    that follows records FAILED → POSTING after asking the ledger for the reference. An order
-    that is no longer FAILED (the cycle retried it meanwhile) is left alone, nothing recorded.
-    """
-    from ledger_sync.services.order_states import actor_for, order_note_record
-
-    retried = OrderSync.objects.filter(pk=order_sync.pk, state=OrderState.FAILED).update(
-        next_attempt_at=None
-    )
-    order_sync.refresh_from_db()
-    if retried:
-        order_note_record(
-            order_sync=order_sync,
-            actor=actor_for(user, default=actor or "system:order_retry"),
-            user=user,
-            note="retry requested: backoff skipped, the next posting pass takes the order up "
-            "(after asking the AR Ledger whether the reference is already there)",
-        )
-    return order_sync
-
-
 # --- internals ---------------------------------------------------------------------------------
 
 
-def _items_for_posting(claimed: list[OrderSync], *, actor: str) -> list[_Item]:
+def _items_for_posting(claimed: list[OrderSync], *, actor: str) -> list[PostingItem]:
     """The journal and the action for each claimed order; orders with nothing to send are
     released untouched (another stage owns them)."""
     journals = {
@@ -519,7 +207,7 @@ def _items_for_posting(claimed: list[OrderSync], *, actor: str) -> list[_Item]:
             # Only an explicit "auto" posts without a person: anything else waits for review.
             action = ACTION_CREATE_DRAFT
         items.append(
-            _Item(
+            PostingItem(
                 order_sync=order_sync,
                 journal=journal,
                 action=action,
@@ -535,23 +223,23 @@ def _items_for_posting(claimed: list[OrderSync], *, actor: str) -> list[_Item]:
 
 
 def _process(
-    items: list[_Item], *, client: GotransverseClient, ledger_id: int, worker_id: str
+    items: list[PostingItem], *, client: GotransverseClient, ledger_id: int, worker_id: str
 ) -> PostingReport:
     report = PostingReport()
     if not items:
         return report
     calls_before = client.stats.requests
     items = _mark_posting(items)
-    to_send: list[_Item] = []
+    to_send: list[PostingItem] = []
     for item in items:
         if item.needs_lookup:
             try:
                 handled = _resume_from_ledger(item, client=client, ledger_id=ledger_id)
             except GotransverseError as error:
-                _record_failure([item], error=error, report=report)
+                record_failure([item], error=error, report=report)
                 continue
             if handled is not None:
-                _journals_record_results([(item, handled)], report=report, found=True)
+                journals_record_results([(item, handled)], report=report, found=True)
                 continue
         to_send.append(item)
 
@@ -566,7 +254,7 @@ def _process(
     return report
 
 
-def _claims_refresh(items: list[_Item], *, worker_id: str) -> list[_Item]:
+def _claims_refresh(items: list[PostingItem], *, worker_id: str) -> list[PostingItem]:
     """Renew our claims right before sending, and send only what is still ours.
 
     A worker slowed down past LEDGER_CLAIM_TIMEOUT_SECONDS (retries, a slow ledger) may have
@@ -589,7 +277,7 @@ def _claims_refresh(items: list[_Item], *, worker_id: str) -> list[_Item]:
     return [item for item in items if item.order_sync.pk in ours]
 
 
-def _mark_posting(items: list[_Item]) -> list[_Item]:
+def _mark_posting(items: list[PostingItem]) -> list[PostingItem]:
     """Commit POSTING (and the request about to be sent) before any remote call; returns the
     items still current.
 
@@ -598,7 +286,7 @@ def _mark_posting(items: list[_Item]) -> list[_Item]:
     write lock on SQLite) and their journals re-read first; an item whose journal is no
     longer the order's current one is dropped, never sent.
     """
-    transitions = _Transitions()
+    transitions = TransitionBatch()
     with transaction.atomic():
         pks = [item.order_sync.pk for item in items]
         if connection.features.has_select_for_update:
@@ -639,7 +327,7 @@ def _mark_posting(items: list[_Item]) -> list[_Item]:
     return current
 
 
-def _posting_note(item: _Item) -> str:
+def _posting_note(item: PostingItem) -> str:
     verb = {
         ACTION_CREATE_POSTED: "posting",
         ACTION_CREATE_DRAFT: "creating the draft of",
@@ -649,7 +337,7 @@ def _posting_note(item: _Item) -> str:
 
 
 def _resume_from_ledger(
-    item: _Item, *, client: GotransverseClient, ledger_id: int
+    item: PostingItem, *, client: GotransverseClient, ledger_id: int
 ) -> BulkTransactionResult | None:
     """Look the journal's reference up in the ledger. Returns a result to record when the
     ledger already holds what we were about to send; None when it must be sent.
@@ -701,7 +389,7 @@ def _resume_from_ledger(
 
 
 def _send(
-    items: list[_Item], *, client: GotransverseClient, ledger_id: int, report: PostingReport
+    items: list[PostingItem], *, client: GotransverseClient, ledger_id: int, report: PostingReport
 ) -> None:
     if not items:
         return
@@ -729,21 +417,21 @@ def _send(
             _send(items[middle:], client=client, ledger_id=ledger_id, report=report)
             return
         if refused:
-            result = _error_result(items[0], error)
+            result = error_result(items[0].journal, error)
             if action == ACTION_POST_DRAFT:
                 # Refusing to post a draft may mean "already posted" (a lost answer): the
                 # ledger is asked before the order is blocked as rejected.
                 checked = _posted_meanwhile(items[0], result, client=client, ledger_id=ledger_id)
                 if checked is None:
-                    _record_failure(items, error=error, report=report)
+                    record_failure(items, error=error, report=report)
                     return
                 result = checked
-            _journals_record_results([(items[0], result)], report=report, found=False)
+            journals_record_results([(items[0], result)], report=report, found=False)
             return
         # Anything else (503 or timeout after the client's retries, an unreadable answer, a
         # key or ledger misconfigured) is not this journal's fault: FAILED with backoff, and
         # the retry looks the reference up first, since the ledger may have booked it.
-        _record_failure(items, error=error, report=report)
+        record_failure(items, error=error, report=report)
         return
     report.sent += len(items)
     pairs = []
@@ -766,9 +454,9 @@ def _send(
         else:
             unanswered.append(item)
     unanswered.extend(items[len(outcome.results) :])
-    _journals_record_results(pairs, report=report, found=False)
+    journals_record_results(pairs, report=report, found=False)
     if unknown:
-        _record_failure(
+        record_failure(
             unknown,
             error=GotransverseError(
                 "the ledger refused to post the draft and could not be asked whether it is "
@@ -778,7 +466,7 @@ def _send(
             report=report,
         )
     if unanswered:
-        _record_failure(
+        record_failure(
             unanswered,
             error=GotransverseError(
                 "the ledger gave no result for this transaction; it will be looked up by its "
@@ -799,7 +487,7 @@ def _ambiguous(result: BulkTransactionResult) -> bool:
 
 
 def _posted_meanwhile(
-    item: _Item, result: BulkTransactionResult, *, client: GotransverseClient, ledger_id: int
+    item: PostingItem, result: BulkTransactionResult, *, client: GotransverseClient, ledger_id: int
 ) -> BulkTransactionResult | None:
     """After the ledger refused to post a draft: the posting when the ledger holds it (a lost
     answer of an earlier approval), the refusal when it surely does not, None when the lookup
@@ -813,487 +501,21 @@ def _posted_meanwhile(
     return bulk_result_from_transaction(posted[0]) if posted else result
 
 
-def _journals_record_results(
-    pairs: list[tuple[_Item, BulkTransactionResult]], *, report: PostingReport, found: bool
-) -> None:
-    """Record what the ledger answered, in one transaction per batch (after the remote call)."""
-    if not pairs:
-        return
-    periods = _period_names(pairs)
-    now = timezone.now()
-    drafted: list[_Item] = []
-    posted: list[_Item] = []
-    rejected: list[tuple[_Item, str]] = []
-    for item, result in pairs:
-        journal = item.journal
-        journal.response_json = wire.dumps(_result_raw(result), indent=2)
-        if not result.succeeded:
-            message = (
-                f"The AR Ledger rejected {journal.source_transaction_reference}: "
-                f"{_result_message(result)}"
-            )
-            if item.draft_gone:
-                # Nothing of this journal is in the ledger any more: close it, so that the
-                # rebuild the message asks for makes a new revision with its own reference.
-                journal.status = Journal.Status.REJECTED
-                journal.rejected_reason = message
-            rejected.append((item, message))
-            continue
-        journal.ledger_transaction_id = str(result.id)
-        journal.landed_period = _landed_period(result, periods)
-        if item.action == ACTION_CREATE_DRAFT:
-            journal.status = Journal.Status.DRAFT
-            drafted.append(item)
-        else:
-            journal.status = Journal.Status.POSTED
-            journal.posted_at = now
-            posted.append(item)
-    cleared = {"attempts": 0, "next_attempt_at": None, "last_error": ""}
-    transitions = _Transitions()
-    with transaction.atomic():
-        rows_update(
-            Journal,
-            [item.journal for item, _ in pairs],
-            [
-                "response_json",
-                "ledger_transaction_id",
-                "landed_period",
-                "status",
-                "posted_at",
-                "rejected_reason",
-            ],
-        )
-        transitions.add_many(
-            drafted,
-            OrderState.AWAITING_REVIEW,
-            note=lambda i: _ok_note(i.journal, found, "draft created"),
-            **cleared,
-        )
-        transitions.add_many(
-            posted,
-            OrderState.POSTED,
-            note=lambda i: _ok_note(i.journal, found, "posted"),
-            **cleared,
-        )
-        _write_back_steps_open([item.order_sync for item in posted])
-        for item, message in rejected:
-            extra = {"revision": item.order_sync.revision + 1} if item.draft_gone else {}
-            transitions.add(
-                item.order_sync,
-                OrderState.BLOCKED,
-                actor=item.actor,
-                user=item.user,
-                note=message,
-                blocked_reason=BlockedReason.REMOTE_REJECTION,
-                blocked_message=message,
-                blocked_fix_url=_journal_admin_url(item.journal),
-                last_error=message,
-                **extra,
-            )
-        transitions.save()
-    for item in drafted:
-        item.outcome = "drafted"
-    for item in posted:
-        item.outcome = "posted"
-    for item, message in rejected:
-        item.outcome = "blocked"
-        report.blocked.append(_problem(item.order_sync, "remote_rejection", message))
-    report.drafted += len(drafted)
-    report.posted += len(posted)
-    if found:
-        report.found_in_ledger += len(drafted) + len(posted)
-
-
-def _record_failure(items: list[_Item], *, error: GotransverseError, report: PostingReport) -> None:
-    """Transient failure (after the client's own retries): FAILED with backoff; the next pass
-    looks the references up before sending anything."""
-    now = timezone.now()
-    message = str(error)
-    transitions = _Transitions()
-    with transaction.atomic():
-        for item in items:
-            attempts = item.order_sync.attempts + 1
-            transitions.add(
-                item.order_sync,
-                OrderState.FAILED,
-                actor=item.actor,
-                user=item.user,
-                note=message,
-                attempts=attempts,
-                next_attempt_at=now + backoff_delay(attempts),
-                last_error=message,
-            )
-            item.outcome = "failed"
-            report.failed.append(_problem(item.order_sync, "transient", message))
-        transitions.save()
-
-
-def backoff_delay(attempts: int) -> timedelta:
-    """base * 2^(attempts-1), capped: 1 min, 2, 4 ... 1 h with the default settings."""
-    base = settings.LEDGER_RETRY_BASE_SECONDS
-    seconds = min(base * (2 ** max(attempts - 1, 0)), settings.LEDGER_RETRY_MAX_SECONDS)
-    return timedelta(seconds=seconds)
-
-
-def _record_rejection(order_sync: OrderSync, journal: Journal, *, user: Any, reason: str) -> None:
-    actor = _actor(user)
-    message = f"Rejected in review by {actor}: {reason}"
-    with transaction.atomic():
-        journal.status = Journal.Status.REJECTED
-        journal.rejected_reason = reason
-        journal.save(update_fields=["status", "rejected_reason"])
-        # The rejected journal keeps its reference; a rebuild is a new revision with its own.
-        _transition(
-            order_sync,
-            OrderState.BLOCKED,
-            actor=actor,
-            user=user,
-            note=message,
-            blocked_reason=_rejected_reason_code(),
-            blocked_message=message,
-            blocked_fix_url=_journal_admin_url(journal),
-            revision=order_sync.revision + 1,
-        )
-
-
-def _journal_admin_url(journal: Journal) -> str:
-    """The journal's review page: its lines, the request sent, the ledger's answer and the
-    actions (reject the draft, rebuild) that clear a block the ledger caused."""
-    from ledger_sync.services.journals import _admin_url
-
-    return _admin_url("journal", pk=journal.pk)
-
-
-def _rejected_reason_code() -> str:
-    # Manual-only in the builder: the next cycle never rebuilds it on its own.
-    return BlockedReason.REJECTED_IN_REVIEW
-
-
-def _reversal_build(original: Journal, *, reason: str, actor: str) -> Journal:
-    """The reversing journal, stored (with its reference) before anything is sent; an earlier
-    attempt's reversal is reused."""
-    reference = f"{original.source_transaction_reference}-REV"
-    existing = Journal.objects.filter(source_transaction_reference=reference).first()
-    if existing is not None:
-        if existing.status == Journal.Status.POSTED:
-            raise PostingError(
-                f"Journal {original.source_transaction_reference} is reversed already."
-            )
-        return existing
-    today = timezone.localdate()
-    with transaction.atomic():
-        reversal = Journal.objects.create(
-            order_sync_id=original.order_sync_id,
-            revision=original.revision,
-            kind=Journal.Kind.REVERSAL,
-            status=Journal.Status.BUILT,
-            source_transaction_reference=reference,
-            workflow=Journal.Workflow.AUTO,
-            currency=original.currency,
-            total_debit=original.total_credit,
-            total_credit=original.total_debit,
-            occurred_on=today,
-            event_date=today,
-            reversal_of=original,
-            rejected_reason=reason,
-        )
-        swapped = {
-            JournalLine.Side.DEBIT: JournalLine.Side.CREDIT,
-            JournalLine.Side.CREDIT: JournalLine.Side.DEBIT,
-        }
-        JournalLine.objects.bulk_create(
-            JournalLine(
-                journal=reversal,
-                position=line.position,
-                side=swapped[line.side],
-                gl_account=line.gl_account,
-                amount=line.amount,
-                currency=line.currency,
-                billing_account_num=line.billing_account_num,
-                description=f"Reversal: {line.description}"[:255],
-                entry_values={
-                    **line.entry_values,
-                    "reversal_of": original.source_transaction_reference,
-                },
-                order_item_id=line.order_item_id,
-            )
-            for line in original.lines.order_by("position")
-        )
-    logger.info("posting.reversal_built", extra={"reference": reference, "actor": actor})
-    return reversal
-
-
-def _record_reversal(
-    original: Journal, reversal: Journal, *, result: BulkTransactionResult, user: Any
-) -> None:
-    actor = _actor(user)
-    periods = _period_names([(None, result)])
-    with transaction.atomic():
-        reversal.status = Journal.Status.POSTED
-        reversal.ledger_transaction_id = str(result.id)
-        reversal.landed_period = _landed_period(result, periods)
-        reversal.response_json = wire.dumps(_result_raw(result), indent=2)
-        reversal.posted_at = timezone.now()
-        reversal.save(
-            update_fields=[
-                "status",
-                "ledger_transaction_id",
-                "landed_period",
-                "response_json",
-                "posted_at",
-            ]
-        )
-        Journal.objects.filter(pk=original.pk).update(status=Journal.Status.REVERSED)
-        order_sync = OrderSync.objects.select_for_update().get(pk=original.order_sync_id)
-        note = (
-            f"{original.source_transaction_reference} reversed by "
-            f"{reversal.source_transaction_reference}: {reversal.rejected_reason}"
-        )
-        # The order goes round again as a new revision, built from ATLAS's current data.
-        _transition(
-            order_sync,
-            OrderState.READY,
-            actor=actor,
-            user=user,
-            note=note,
-            revision=order_sync.revision + 1,
-            attempts=0,
-            next_attempt_at=None,
-            last_error="",
-        )
-
-
-def _write_back_steps_open(order_syncs: list[OrderSync]) -> None:
-    """After a posting: the ERP code is (re)written for this revision; the invoice once."""
-    from ledger_sync.services.writeback import write_back_steps_open_many
-
-    write_back_steps_open_many(order_sync_ids=[o.pk for o in order_syncs])
-
-
-def _payload(item: _Item) -> TransactionInput:
+def _payload(item: PostingItem) -> TransactionInput:
     if item.payload is None:
         item.payload = journal_transaction_input(item.journal)
     return item.payload
 
 
-def journal_transaction_input(journal: Journal) -> TransactionInput:
-    lines = sorted(journal.lines.all(), key=lambda line: line.position)
-    return TransactionInput(
-        source_transaction_reference=journal.source_transaction_reference,
-        entries=tuple(
-            EntryInput(
-                credit=line.side == JournalLine.Side.CREDIT,
-                amount=line.amount,
-                currency=line.currency,
-                gl_account_num=line.gl_account,
-                description=line.description or None,
-                billing_account_num=line.billing_account_num or None,
-                occurred_on=journal.occurred_on,
-                event_date=journal.event_date,
-                entry_values=line.entry_values or None,
-            )
-            for line in lines
-        ),
-    )
-
-
-def bulk_result_from_transaction(found: Any) -> BulkTransactionResult:
-    return BulkTransactionResult(
-        index=0,
-        requested=found.source_transaction_reference,
-        answered=True,
-        id=found.id,
-        source_transaction_reference=found.source_transaction_reference,
-        source_batch_reference=found.source_batch_reference,
-        target_batch_key=found.target_batch_key,
-        code=None,
-        error_message=None,
-        entries=found.entries,
-        raw=found.raw,
-    )
-
-
-def _error_result(item: _Item, error: GotransverseError) -> BulkTransactionResult:
-    return BulkTransactionResult(
-        index=0,
-        requested=item.journal.source_transaction_reference,
-        answered=True,
-        id=None,
-        source_transaction_reference=item.journal.source_transaction_reference,
-        source_batch_reference=None,
-        target_batch_key=None,
-        code=error.status,
-        error_message=f"[{error.code}] {error.message}" if error.code else error.message,
-        entries=(),
-    )
-
-
-def _result_raw(result: BulkTransactionResult | None) -> Any:
-    if result is None:
-        return None
-    if result.raw is not None:
-        return result.raw
-    return {
-        "id": result.id,
-        "source_transaction_reference": result.source_transaction_reference,
-        "code": result.code,
-        "error_message": result.error_message,
-    }
-
-
-def _result_message(result: BulkTransactionResult) -> str:
-    code = f"code {result.code}: " if result.code is not None else ""
-    return f"{code}{result.error_message or 'no message'}"
-
-
-def _period_names(pairs: Iterable[tuple[Any, BulkTransactionResult]]) -> dict[int, str]:
-    ids = {pid for _, result in pairs for pid in result.accounting_period_ids}
-    if not ids:
-        return {}
-    return {
-        p.gotransverse_id: p.name
-        for p in AccountingPeriod.objects.filter(gotransverse_id__in=ids).only(
-            "gotransverse_id", "name"
-        )
-    }
-
-
-def _landed_period(result: BulkTransactionResult, names: dict[int, str]) -> str:
-    ids = sorted(result.accounting_period_ids)
-    return ", ".join(names.get(pid, f"period {pid}") for pid in ids)[:255]
-
-
-def _ok_note(journal: Journal, found: bool, what: str) -> str:
-    text = (
-        f"{journal.source_transaction_reference} {what} as ledger transaction "
-        f"{journal.ledger_transaction_id}"
-    )
-    if journal.landed_period:
-        text += f" in {journal.landed_period}"
-    if found:
-        text += " (found in the ledger on resume; not sent again)"
-    return text
-
-
-def _problem(order_sync: OrderSync, reason: str, message: str) -> OrderProblem:
-    return OrderProblem(
-        order_sync_id=order_sync.pk,
-        atlas_order_id=getattr(getattr(order_sync, "order", None), "atlas_id", None),
-        state=order_sync.state,
-        reason=reason,
-        message=message,
-    )
-
-
-def _refreshed(journal: Journal) -> Journal:
-    journal.refresh_from_db()
-    return journal
-
-
-def _transition(order_sync: OrderSync, to_state: str, **kwargs: Any) -> OrderSync:
-    """One guarded transition, recorded at once (order_transition updates `order_sync`)."""
-    from ledger_sync.services.order_states import order_transition
-
-    order_transition(order_sync=order_sync, to_state=to_state, **kwargs)
-    return order_sync
-
-
-def rows_update(model: Any, objects: Sequence[Any], fields: Sequence[str]) -> None:
-    """Write `fields` of many rows: one `UPDATE ... WHERE pk = %s`, sent as one executemany.
-
-    Django's bulk_update builds a CASE WHEN per row and field, which costs seconds per thousand
-    rows carrying request/response JSON; this costs milliseconds. Values go through each
-    field's own database preparation, so dates and decimals are stored as the ORM would.
-    """
-    if not objects:
-        return
-    meta = model._meta
-    columns = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    # Only model metadata (table and column names, quoted) is formatted in; values are params.
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET "  # noqa: S608
-        + ", ".join(f"{quote(column.column)} = %s" for column in columns)
-        + f" WHERE {quote(meta.pk.column)} = %s"
-    )
-    params = [
-        [column.get_db_prep_save(getattr(obj, column.attname), connection) for column in columns]
-        + [obj.pk]
-        for obj in objects
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
-
-
-class _Transitions:
-    """Guarded transitions of a batch, their history stored with one insert at the end."""
-
-    def __init__(self) -> None:
-        self.rows: list[Any] = []
-
-    def add(self, order_sync: OrderSync, to_state: str, **kwargs: Any) -> OrderSync:
-        from ledger_sync.services.order_states import order_transition_apply
-
-        self.rows.append(order_transition_apply(order_sync=order_sync, to_state=to_state, **kwargs))
-        return order_sync
-
-    def add_many(self, items: Sequence[Any], to_state: str, *, note: Any, **fields: Any) -> None:
-        """Move many orders (items with .order_sync, .actor, .user) to `to_state`: one
-        compare-and-set UPDATE per (state, actor, user) group, then one UPDATE per batch for
-        the `fields`; `note(item)` is each order's note. Blocking goes through add()."""
-        from ledger_sync.services.order_states import order_syncs_move_bulk
-
-        groups: dict[tuple[str, str, Any], list[Any]] = {}
-        for item in items:
-            key = (item.order_sync.state, item.actor, getattr(item.user, "pk", None))
-            groups.setdefault(key, []).append(item)
-        for group in groups.values():
-            order_syncs = [item.order_sync for item in group]
-            self.rows.extend(
-                order_syncs_move_bulk(
-                    order_syncs=order_syncs,
-                    path=[to_state],
-                    notes=[[note(item)] for item in group],
-                    actor=group[0].actor,
-                    user=group[0].user,
-                )
-            )
-            if fields:
-                stale = [
-                    o.pk for o in order_syncs if any(getattr(o, k) != v for k, v in fields.items())
-                ]
-                if stale:
-                    OrderSync.objects.filter(pk__in=stale).update(**fields)
-                for order_sync in order_syncs:
-                    for name, value in fields.items():
-                        setattr(order_sync, name, value)
-
-    def save(self) -> None:
-        from ledger_sync.services.order_states import order_transitions_record
-
-        order_transitions_record(self.rows)
-        self.rows = []
-
-
-def _actor(user: Any) -> str:
+def actor_name(user: Any) -> str:
     if user is None:
         return "system"
     return getattr(user, "get_username", lambda: str(user))() or "system"
 
 
-def _require_approver(user: Any) -> None:
+def require_approver(user: Any) -> None:
     if user is None or not user.has_perm(APPROVE_PERMISSION):
         raise PostingError(
             "Approving, rejecting or reversing journals needs the permission "
             f"'{APPROVE_PERMISSION}' (finance leads and accountants)."
         )
-
-
-def _client() -> GotransverseClient:
-    from ledger_sync.services import remote
-
-    return remote.gotransverse_client_from_settings()
-
-
-def _ledger_id(ledger_id: int | None) -> int:
-    return int(ledger_id if ledger_id is not None else settings.GOTRANSVERSE_LEDGER_ID)

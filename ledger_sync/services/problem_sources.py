@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from django.db.models import Q
+from django_q.models import Task
 
 from ledger_sync.models import (
     BlockedReason,
@@ -38,11 +41,27 @@ from ledger_sync.models import (
     WriteBackStep,
 )
 from ledger_sync.models.inbound import CallbackState
-from ledger_sync.services.problems import Observation, admin_change_url
+from ledger_sync.services.admin_links import admin_change_url
+from ledger_sync.services.mirror_records import ATLAS_ENTITIES, ENTITY_LEDGER
 
 K = Problem.Kind
 MESSAGE_MAX = 2000
 TRACEBACK_MAX = 4000
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One problem as a source shows it now. `seen_at` is when the source last met it (a later
+    value than the row's last seen is a new occurrence); `count` is the source's own count of
+    occurrences when it keeps one (attempts), taken as a floor for the row's count."""
+
+    key: str
+    message: str
+    seen_at: datetime
+    record_label: str = ""
+    fix_url: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -334,9 +353,6 @@ def _full_pass_keys() -> dict[str, list[str]]:
     """What a finished full pass of each mirror always has in its counts, and a resync of a few
     records does not: ATLAS counts every entity of a full pass (also with none read); the
     Gotransverse pass is always a full one and starts with the ledger."""
-    from ledger_sync.services.atlas_mirror import ENTITIES as ATLAS_ENTITIES
-    from ledger_sync.services.gotransverse_mirror import ENTITY_LEDGER
-
     return {
         SyncRun.System.ATLAS: list(ATLAS_ENTITIES),
         SyncRun.System.GOTRANSVERSE: [ENTITY_LEDGER],
@@ -402,8 +418,6 @@ def _first_line(result: object) -> str:
 def failed_tasks() -> Iterator[Observation]:
     """Tasks whose latest run failed (a later success of the same function and arguments
     resolves them), with the number of failures since the last success."""
-    from django_q.models import Task
-
     last_success = {}
     for func, args, kwargs, stopped in Task.objects.filter(success=True).values_list(
         "func", "args", "kwargs", "stopped"

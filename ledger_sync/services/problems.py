@@ -21,18 +21,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import Problem
+from ledger_sync.services.admin_links import admin_change_url
+from ledger_sync.services.problem_sources import Observation, problem_sources
 
 logger = logging.getLogger(__name__)
 
@@ -46,21 +47,6 @@ K = Problem.Kind
 S = Problem.Status
 
 
-@dataclass(frozen=True)
-class Observation:
-    """One problem as a source shows it now. `seen_at` is when the source last met it (a later
-    value than the row's last seen is a new occurrence); `count` is the source's own count of
-    occurrences when it keeps one (attempts), taken as a floor for the row's count."""
-
-    key: str
-    message: str
-    seen_at: datetime
-    record_label: str = ""
-    fix_url: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-    count: int | None = None
-
-
 @dataclass
 class FoldResult:
     created: int = 0
@@ -70,14 +56,6 @@ class FoldResult:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
-
-
-def admin_change_url(app_label: str, model: str, pk: Any) -> str:
-    """The admin change page of one record: the exact record, never a search."""
-    try:
-        return reverse(f"admin:{app_label}_{model}_change", args=[pk])
-    except NoReverseMatch:
-        return f"/admin/{app_label}/{model}/{pk}/change/"
 
 
 def _check_kind(kind: str) -> None:
@@ -316,8 +294,6 @@ def problems_refresh(
     """Read every registered source (or those of `kinds`) and fold it into the queue; what
     changed per kind. A source that fails is logged and its kind left as it was (nothing is
     resolved on a read that did not happen); the other kinds are still refreshed."""
-    from ledger_sync.services.problem_sources import problem_sources
-
     wanted = None if kinds is None else set(kinds)
     now = now or timezone.now()
     by_kind: dict[str, list[Callable[[], Iterable[Observation]]]] = {}
@@ -424,9 +400,14 @@ def problem_update(*, problem: Problem, user: Any, note: str, assignee: Any) -> 
 
 __all__ = [
     "CHANGE_PERMISSION",
+    "CHUNK",
+    "KEY_MAX",
+    "LABEL_MAX",
+    "URL_MAX",
     "FoldResult",
-    "Observation",
-    "admin_change_url",
+    "K",
+    "S",
+    "logger",
     "problem_report",
     "problem_report_safely",
     "problem_update",

@@ -4,7 +4,8 @@ When a match is approved (or an ERP party created for a counterparty), a custom-
 saved, the posting settings changed or the Gotransverse reference data synced, the orders the
 fix may release are re-checked now — not at the next scheduled cycle. The service that made the
 fix calls `orders_recheck_enqueue` (one line); once its transaction commits, the affected
-orders are read and queued in batches to `orders_recheck_task`, which runs the cycle's own
+orders are read and queued in batches to `orders_recheck_task`, which runs
+`pipeline.orders_recheck`: the cycle's own
 build stage for just those orders and sends what it built (a draft for review, or a posting
 under the automatic workflow), exactly as the cycle would.
 
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django_q.tasks import async_task
 
 from ledger_sync.models import OrderState, OrderSync, SyncRun
+from ledger_sync.services.journal_rules import MANUAL_ONLY_REASONS
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ S = OrderState
 
 
 def _rebuildable_blocked() -> Q:
-    from ledger_sync.services.journals import MANUAL_ONLY_REASONS
-
     return Q(state=S.BLOCKED) & ~Q(blocked_reason__in=MANUAL_ONLY_REASONS)
 
 
@@ -82,48 +81,6 @@ def orders_recheck_queue(*, reason: str, counterparty_ids: list[int] | None = No
     if batches:
         logger.info("orders.recheck_queued", extra={"orders": len(pks), "reason": reason})
     return len(batches)
-
-
-@dataclass
-class RecheckResult:
-    examined: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-    still_blocked: int = 0
-    sent: int = 0
-    posted: int = 0
-    drafts_created: int = 0
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-def orders_recheck(
-    *, order_sync_ids: Iterable[int], reason: str = "", client: object = None
-) -> RecheckResult:
-    """Re-check these orders now: the cycle's build stage for them alone (blocked orders whose
-    cause is gone are released, the others stay blocked with the current reason), then send
-    the journals built (posting claims each order, so a cycle running meanwhile never sends
-    one twice). Idempotent: an order no longer blocked or ready is left alone."""
-    from ledger_sync.services.journals import orders_build_ready
-    from ledger_sync.services.posting import journals_post
-
-    actor = "system:recheck" + (f" ({reason})" if reason else "")
-    pks = sorted({int(pk) for pk in order_sync_ids})
-    result = RecheckResult(examined=len(pks))
-    result.outcomes = orders_build_ready(actor=actor[:150], order_sync_ids=pks)
-    built = list(
-        OrderSync.objects.filter(pk__in=pks, state=S.JOURNAL_BUILT).values_list("pk", flat=True)
-    )
-    result.still_blocked = OrderSync.objects.filter(pk__in=pks, state=S.BLOCKED).count()
-    if built:
-        report = journals_post(client=client, actor=actor[:150], order_sync_ids=built)
-        result.sent, result.posted, result.drafts_created = (
-            report.sent,
-            report.posted,
-            report.drafted,
-        )
-    logger.info("orders.rechecked", extra={"reason": reason, **result.as_dict()})
-    return result
 
 
 def orders_recheck_after_reference_sync(*, run: SyncRun) -> None:

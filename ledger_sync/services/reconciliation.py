@@ -50,8 +50,13 @@ from ledger_sync.models import (
 )
 from ledger_sync.selectors import reconciliation as read
 from ledger_sync.services import reconciliation_checks as checks
-from ledger_sync.services.journals import _admin_url
+from ledger_sync.services.admin_links import admin_url
+from ledger_sync.services.atlas_mirror import AtlasMirrorAlreadyRunning, atlas_mirror_run
 from ledger_sync.services.problems import problems_refresh_safely
+from ledger_sync.services.remote import (
+    atlas_client_from_settings,
+    gotransverse_client_from_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +94,6 @@ def reconciliation_run(
     """Reconcile `period` (YYYY-MM; None = every period) and record the run and its
     differences. Raises ReconciliationPeriodInvalid for a bad period (nothing recorded); a
     remote failure is recorded on the run (status FAILED) and the run is returned."""
-    from ledger_sync.services.remote import (
-        atlas_client_from_settings,
-        gotransverse_client_from_settings,
-    )
-
     ledger = _ledger()
     periods = read.reconciliation_periods(ledger=ledger)
     scope = _Scope(period=_period(period, periods))
@@ -203,8 +203,6 @@ def _mirror_atlas(client: Any, *, trigger: str, user: Any) -> list[str]:
     """A fresh ATLAS mirror pass, so that "ATLAS now" is now. A pass already running is not
     waited for (the mirror as it stands is compared, and the run says so); a failed pass fails
     the reconciliation, since stale invoices and payments would show false differences."""
-    from ledger_sync.services.atlas_mirror import AtlasMirrorAlreadyRunning, atlas_mirror_run
-
     try:
         # The mirror run is recorded with our trigger when it is one SyncRun knows.
         mirror_trigger = trigger if trigger in SyncRun.Trigger.values else SyncRun.Trigger.COMMAND
@@ -463,16 +461,16 @@ def _row(run: ReconciliationRun, finding: checks.Finding) -> ReconciliationDiffe
 
 def _fix_url(finding: checks.Finding, counterparty_pk: int | None) -> str:
     if finding.kind == checks.ORDER_CHANGED and finding.order_pk is not None:
-        return _admin_url("order", pk=finding.order_pk)
+        return admin_url("order", pk=finding.order_pk)
     if finding.journal_pk is not None:
-        return _admin_url("journal", pk=finding.journal_pk)
+        return admin_url("journal", pk=finding.journal_pk)
     if finding.level == 1:
-        return _admin_url("journal", query=f"q={finding.reference}")
+        return admin_url("journal", query=f"q={finding.reference}")
     if finding.level == 2:
-        return _admin_url("glaccount", query=f"number__exact={finding.gl_account}")
+        return admin_url("glaccount", query=f"number__exact={finding.gl_account}")
     if counterparty_pk is not None:
-        return _admin_url("counterparty", pk=counterparty_pk)
-    return _admin_url("counterparty", query=f"q={finding.billing}")
+        return admin_url("counterparty", pk=counterparty_pk)
+    return admin_url("counterparty", query=f"q={finding.billing}")
 
 
 def _finish_failed(

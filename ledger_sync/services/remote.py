@@ -61,6 +61,11 @@ def gotransverse_client_from_settings(
     )
 
 
+def gotransverse_ledger_id(ledger_id: int | None = None) -> int:
+    """The ledger to post to: the one asked for, else GOTRANSVERSE_LEDGER_ID."""
+    return int(ledger_id if ledger_id is not None else settings.GOTRANSVERSE_LEDGER_ID)
+
+
 def atlas_pacer_from_settings() -> Pacer:
     """The pacer for settings.ATLAS_PACING, built once per process and reused.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django_q.models import Schedule
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,6 @@ def default_schedules() -> list[ScheduleSpec]:
 
 def schedules_ensure() -> int:
     """Create or update every default schedule; returns how many were created."""
-    from django_q.models import Schedule
-
     created = 0
     for spec in default_schedules():
         _, was_created = Schedule.objects.update_or_create(

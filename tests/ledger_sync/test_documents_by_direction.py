@@ -32,12 +32,12 @@ from ledger_sync.models import (
 )
 from ledger_sync.models.inbound import CallbackState
 from ledger_sync.selectors.documents import order_document_text
-from ledger_sync.services.cycle import cycle_run
-from ledger_sync.services.inbound import api_client_create
-from ledger_sync.services.posting import journal_reverse
+from ledger_sync.services.api_clients import api_client_create
+from ledger_sync.services.journal_corrections import journal_reverse
+from ledger_sync.services.pipeline import cycle_run
 from ledger_sync.services.reconciliation import reconciliation_run
 from ledger_sync.services.remote import gotransverse_client_from_settings
-from ledger_sync.services.writeback import WAITING_FOR_ERP_INVOICE
+from ledger_sync.services.write_back_steps import WAITING_FOR_ERP_INVOICE
 from tests.factories.parties import accountant
 from tests.fixtures.atlas_sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME
 

@@ -35,9 +35,9 @@ from ledger_sync.models import (
     WriteBackState,
 )
 from ledger_sync.models.inbound import CallbackState
-from ledger_sync.services.cycle import cycle_run
-from ledger_sync.services.inbound import api_client_create
+from ledger_sync.services.api_clients import api_client_create
 from ledger_sync.services.matching import counterparty_propose_matches, match_proposal_approve
+from ledger_sync.services.pipeline import cycle_run
 from ledger_sync.services.posting import journal_approve
 from ledger_sync.services.writeback import write_backs_run
 from tests.factories.parties import accountant, finance_lead

@@ -20,7 +20,7 @@ from ledger_sync.selectors.journals import (
     order_syncs_list,
     orders_waiting,
 )
-from ledger_sync.services.journals import orders_select_candidates
+from ledger_sync.services.order_selection import orders_select_candidates
 from ledger_sync.services.order_states import order_transition
 from tests.factories.journals import (
     JournalFactory,

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ledger_sync.errors import ApplicationError
 from ledger_sync.models import ApiClient
-from ledger_sync.services.inbound import api_client_create
+from ledger_sync.services.api_clients import api_client_create
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ledger_sync.services.cycle import cycle_run
+from ledger_sync.services.pipeline import cycle_run
 
 SHOWN_PROBLEMS = 50
 

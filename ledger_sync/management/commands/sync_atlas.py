@@ -11,10 +11,10 @@ from django.core.management import BaseCommand, CommandError
 from ledger_sync.management.progress import TerminalProgress
 from ledger_sync.models import SyncRun
 from ledger_sync.services.atlas_mirror import (
-    ENTITIES,
     AtlasMirrorAlreadyRunning,
     atlas_mirror_run,
 )
+from ledger_sync.services.mirror_records import ATLAS_ENTITIES as ENTITIES
 from ledger_sync.services.remote import atlas_client_from_settings
 from ledger_sync.services.sync_runs import OUTCOMES
 

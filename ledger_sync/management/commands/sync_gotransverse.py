@@ -11,10 +11,10 @@ from django.core.management import BaseCommand, CommandError
 from ledger_sync.management.progress import TerminalProgress
 from ledger_sync.models import SyncRun
 from ledger_sync.services.gotransverse_mirror import (
-    ENTITIES,
     GotransverseMirrorAlreadyRunning,
     gotransverse_mirror_run,
 )
+from ledger_sync.services.mirror_records import GOTRANSVERSE_ENTITIES as ENTITIES
 from ledger_sync.services.remote import gotransverse_client_from_settings
 
 MAX_ERRORS_SHOWN = 20

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from ledger_sync.admin import journals as journals_admin
 from ledger_sync.models import Journal, OrderState, OrderSync, OrderTransition, WriteBackStep
-from ledger_sync.services.writeback import write_back_steps_open
+from ledger_sync.services.write_back_steps import write_back_steps_open
 from tests.factories.atlas import OrderItemFactory
 from tests.factories.parties import accountant
 from tests.ledger_sync.services.posting_support import (

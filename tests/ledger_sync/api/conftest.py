@@ -13,7 +13,7 @@ from django.test import Client
 
 from integration import wire
 from ledger_sync.services import inbound
-from ledger_sync.services.inbound import api_client_create
+from ledger_sync.services.api_clients import api_client_create
 
 WEBHOOK_URL = "/api/webhooks/atlas/"
 

@@ -10,7 +10,7 @@ from django.test import Client
 
 from integration import wire
 from ledger_sync.models import ApiClient
-from ledger_sync.services.inbound import api_client_authenticate, api_client_rotate_token
+from ledger_sync.services.api_clients import api_client_authenticate, api_client_rotate_token
 from tests.ledger_sync.api.conftest import bearer
 
 pytestmark = pytest.mark.django_db

@@ -19,7 +19,7 @@ from ledger_sync.models import (
 )
 from ledger_sync.models.inbound import CallbackState
 from ledger_sync.services import payments
-from ledger_sync.services.inbound import api_client_create
+from ledger_sync.services.api_clients import api_client_create
 
 pytestmark = pytest.mark.django_db
 

@@ -20,9 +20,9 @@ from ledger_sync.models import (
     WriteBackStep,
 )
 from ledger_sync.models.inbound import CallbackState
-from ledger_sync.services import payments
+from ledger_sync.services import invoice_reports
 from ledger_sync.services.atlas_mirror import atlas_mirror_records
-from ledger_sync.services.writeback import WAITING_FOR_ERP_INVOICE
+from ledger_sync.services.write_back_steps import WAITING_FOR_ERP_INVOICE
 from tests.factories.journals import JournalFactory
 from tests.ledger_sync.api.conftest import bearer
 from tests.ledger_sync.api.payment_support import atlas_client_for, order_without_invoice
@@ -186,7 +186,7 @@ def test_a_report_disagreeing_with_the_order_is_422(posted_order, token, overrid
 def test_atlas_down_keeps_the_report_and_the_sweep_delivers_it(
     atlas_sandbox, posted_order, token, settings
 ):
-    from ledger_sync.services.inbound import inbound_sweep
+    from ledger_sync.services.sweep import inbound_sweep
 
     atlas_sandbox.faults.error_rate = 1.0
 
@@ -248,11 +248,13 @@ def test_another_invoice_found_by_the_write_back_rejects_the_report(
     """The mirror learns of ATLAS's own invoice only after the report was accepted: the report
     is not claimed as written (ATLAS never got ERP-INV-77), and ATLAS keeps one invoice."""
     queued: list[int] = []
-    monkeypatch.setattr(payments, "_enqueue", lambda func: queued.append)
+    monkeypatch.setattr(invoice_reports, "_enqueue", lambda func: queued.append)
     assert send(token, report(posted_order)).status_code == 202
     atlas_id = _hand_made_invoice_in_atlas(atlas_sandbox, posted_order, mirror=True)
 
-    payments.invoice_report_deliver(report_id=queued[0], client=atlas_client_for(atlas_sandbox))
+    invoice_reports.invoice_report_deliver(
+        report_id=queued[0], client=atlas_client_for(atlas_sandbox)
+    )
 
     stored = InvoiceReport.objects.get()
     assert stored.state == CallbackState.REJECTED

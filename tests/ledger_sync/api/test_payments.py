@@ -18,9 +18,9 @@ from ledger_sync.models import (
     PaymentConfirmation,
 )
 from ledger_sync.models.inbound import CallbackState
-from ledger_sync.services.inbound import inbound_sweep
 from ledger_sync.services.order_states import transition_allowed
 from ledger_sync.services.payments import payment_confirmation_deliver
+from ledger_sync.services.sweep import inbound_sweep
 from tests.ledger_sync.api.conftest import bearer
 from tests.ledger_sync.api.payment_support import payable_invoice
 
@@ -563,7 +563,7 @@ def test_a_payment_whose_answer_was_lost_is_looked_up_not_created_again(
 def test_one_record_failing_unexpectedly_does_not_stop_the_sweep(
     atlas_sandbox, invoice, token, monkeypatch
 ):
-    from ledger_sync.services import payments
+    from ledger_sync.services import payments, sweep
 
     monkeypatch.setattr(payments, "_enqueue", lambda func: lambda pk: None)
     pay(token, payment(invoice, "PAY-1", amount=Decimal("100.00")))
@@ -576,7 +576,7 @@ def test_one_record_failing_unexpectedly_does_not_stop_the_sweep(
             raise RuntimeError("a bug in one record")
         return deliver(confirmation_id=confirmation_id, **kwargs)
 
-    monkeypatch.setattr(payments, "payment_confirmation_deliver", poisoned)
+    monkeypatch.setattr(sweep, "payment_confirmation_deliver", poisoned)
 
     report = inbound_sweep(now=timezone.now() + timedelta(minutes=1))
 

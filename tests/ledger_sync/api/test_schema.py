@@ -18,7 +18,7 @@ from schemathesis.checks import (
 )
 
 from config.wsgi import application
-from ledger_sync.services.inbound import api_client_create
+from ledger_sync.services.api_clients import api_client_create
 
 CHECKS = [
     not_a_server_error,

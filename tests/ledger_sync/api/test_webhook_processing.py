@@ -16,9 +16,11 @@ from ledger_sync.models import (
 )
 from ledger_sync.services.atlas_mirror import atlas_mirror_records
 from ledger_sync.services.gotransverse_mirror import gotransverse_mirror_run
-from ledger_sync.services.inbound import inbound_delivery_replay, inbound_sweep
-from ledger_sync.services.journals import order_build_journal, orders_select_candidates
+from ledger_sync.services.inbound import inbound_delivery_replay
+from ledger_sync.services.journals import order_build_journal
 from ledger_sync.services.matching import counterparty_propose_matches
+from ledger_sync.services.order_selection import orders_select_candidates
+from ledger_sync.services.sweep import inbound_sweep
 from tests.ledger_sync.api.conftest import order_event
 from tests.ledger_sync.api.payment_support import atlas_client_for
 

@@ -27,11 +27,11 @@ from ledger_sync.models import (
     SyncState,
 )
 from ledger_sync.services.atlas_mirror import (
-    ENTITIES,
     AtlasMirrorAlreadyRunning,
     atlas_mirror_records,
     atlas_mirror_run,
 )
+from ledger_sync.services.mirror_records import ATLAS_ENTITIES as ENTITIES
 
 pytestmark = pytest.mark.django_db
 

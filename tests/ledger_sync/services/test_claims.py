@@ -9,14 +9,14 @@ from django.db import connection
 from django.utils import timezone
 
 from ledger_sync.models import OrderState, OrderSync
-from ledger_sync.services import posting
-from ledger_sync.services.posting import (
+from ledger_sync.services import claims, posting
+from ledger_sync.services.claims import (
     _claim_compare_and_set,
-    journals_post,
     orders_claim,
     orders_claimable,
     orders_release,
 )
+from ledger_sync.services.posting import journals_post
 from tests.concurrency import race
 from tests.ledger_sync.services.posting_support import (
     built_journal,
@@ -99,9 +99,9 @@ def test_sqlite_compare_and_set_path_is_used_where_skip_locked_is_missing(monkey
     ids = _built(2)
     monkeypatch.setattr(connection.features, "has_select_for_update_skip_locked", False)
     calls = []
-    real = posting._claim_compare_and_set
+    real = claims._claim_compare_and_set
     monkeypatch.setattr(
-        posting, "_claim_compare_and_set", lambda *a, **k: calls.append(1) or real(*a, **k)
+        claims, "_claim_compare_and_set", lambda *a, **k: calls.append(1) or real(*a, **k)
     )
 
     assert [o.pk for o in orders_claim(states=BUILT, limit=5, worker_id="w")] == ids

@@ -23,10 +23,10 @@ from ledger_sync.models import (
 )
 from ledger_sync.selectors.reference import gl_account_check, period_landing
 from ledger_sync.services.gotransverse_mirror import (
-    ENTITIES,
     GotransverseMirrorAlreadyRunning,
     gotransverse_mirror_run,
 )
+from ledger_sync.services.mirror_records import GOTRANSVERSE_ENTITIES as ENTITIES
 from ledger_sync.tasks import sync_gotransverse_task
 
 pytestmark = pytest.mark.django_db

@@ -11,8 +11,8 @@ from django.utils import timezone
 from django_q.models import Success
 
 from ledger_sync.models import JobRun, Journal, OrderSync, SyncRun
-from ledger_sync.services.cycle import STAGES
 from ledger_sync.services.job_runs import JobAlreadyRunning, job_run_execute, job_run_request
+from ledger_sync.services.pipeline import STAGES
 from ledger_sync.services.sync_runs import sync_run_start_exclusive
 from ledger_sync.tasks import run_cycle_task
 from tests.factories.parties import accountant
@@ -84,7 +84,7 @@ def test_a_second_start_is_refused_while_one_is_queued(no_worker):
 
 
 def test_a_mirror_start_is_refused_while_a_scheduled_mirror_pass_runs(no_worker):
-    from ledger_sync.services.atlas_mirror import ENTITIES
+    from ledger_sync.services.mirror_records import ATLAS_ENTITIES as ENTITIES
 
     running = sync_run_start_exclusive(
         system=SyncRun.System.ATLAS, trigger="schedule", entities=ENTITIES, what="A pass"
@@ -127,7 +127,7 @@ def test_a_crash_is_recorded_on_the_run_and_the_task_fails(settings, monkeypatch
     def broken(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr("ledger_sync.services.cycle.cycle_run", broken)
+    monkeypatch.setattr("ledger_sync.services.job_runs.cycle_run", broken)
 
     # In tests django-q2 runs the task in-process and lets the error through.
     with pytest.raises(RuntimeError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from ledger_sync.services.journals import (
+from ledger_sync.services.journal_rules import (
     ControlAccounts,
     CounterpartyFacts,
     ItemFacts,

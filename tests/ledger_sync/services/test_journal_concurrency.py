@@ -9,7 +9,8 @@ import pytest
 from django.db import connection
 
 from ledger_sync.models import Journal, OrderState, OrderSync, OrderTransition
-from ledger_sync.services.journals import orders_build_ready, orders_select_candidates
+from ledger_sync.services.journals import orders_build_ready
+from ledger_sync.services.order_selection import orders_select_candidates
 from tests.concurrency import race
 from tests.factories.journals import journal_world, order_with_items
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger_sync.services.journals import (
+from ledger_sync.services.journal_rules import (
     ControlAccounts,
     CounterpartyFacts,
     ItemFacts,

@@ -21,7 +21,7 @@ from ledger_sync.models import (
     PostingSettings,
     SyncState,
 )
-from ledger_sync.services import journals as journals_service
+from ledger_sync.services import journal_plan as journal_plan_service
 from ledger_sync.services.journals import (
     order_build_journal,
     order_rebuild,
@@ -515,9 +515,9 @@ def test_totals_that_disagree_block_with_both_figures_until_corrected(world):
 
 
 def test_unbalanced_lines_block_with_both_figures(world, monkeypatch):
-    real_builder = journals_service.build_journal_lines
+    real_builder = journal_plan_service.build_journal_lines
     monkeypatch.setattr(
-        journals_service, "build_journal_lines", lambda **kw: real_builder(**kw)[:-1]
+        journal_plan_service, "build_journal_lines", lambda **kw: real_builder(**kw)[:-1]
     )
     order_sync = ready(order_with_items())
 
@@ -526,7 +526,7 @@ def test_unbalanced_lines_block_with_both_figures(world, monkeypatch):
     assert "85,500.00 EUR" in order_sync.blocked_message
     assert "71,848.74 EUR" in order_sync.blocked_message
 
-    monkeypatch.setattr(journals_service, "build_journal_lines", real_builder)
+    monkeypatch.setattr(journal_plan_service, "build_journal_lines", real_builder)
     assert rebuild(order_sync) is not None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ledger_sync.services.matching import CounterpartyRecord, PartyIndex, PartyRecord
+from ledger_sync.services.match_engine import CounterpartyRecord, PartyIndex, PartyRecord
 
 VAT = "DE129273398"
 IBAN = "DE89370400440532013000"

@@ -15,11 +15,8 @@ from ledger_sync.models import (
     OrderTransition,
     SyncState,
 )
-from ledger_sync.services.journals import (
-    SelectionResult,
-    order_build_journal,
-    orders_select_candidates,
-)
+from ledger_sync.services.journals import order_build_journal
+from ledger_sync.services.order_selection import SelectionResult, orders_select_candidates
 from ledger_sync.services.order_states import order_transition
 from tests.factories.atlas import OrderFactory
 from tests.factories.journals import JournalFactory, OrderSyncFactory, order_with_items

@@ -19,13 +19,9 @@ from ledger_sync.models import (
     WriteBackStep,
 )
 from ledger_sync.services import posting
-from ledger_sync.services.posting import (
-    PostingError,
-    journal_approve,
-    journal_reject,
-    journal_reverse,
-    journals_post,
-)
+from ledger_sync.services.journal_corrections import journal_reject, journal_reverse, order_retry
+from ledger_sync.services.ledger_records import journal_transaction_input
+from ledger_sync.services.posting import PostingError, journal_approve, journals_post
 from tests.factories.parties import accountant
 from tests.ledger_sync.services.posting_support import (
     built_journal,
@@ -159,7 +155,7 @@ def test_partial_bulk_failure_blocks_only_the_failing_order(ledger):
 
 def test_crash_after_the_ledger_accepted_resumes_without_posting_again(ledger, monkeypatch):
     journals = [built_journal() for _ in range(3)]
-    real_record = posting._journals_record_results
+    real_record = posting.journals_record_results
     crashes = []
 
     def record_then_crash(pairs, **kwargs):
@@ -168,7 +164,7 @@ def test_crash_after_the_ledger_accepted_resumes_without_posting_again(ledger, m
             raise RuntimeError("worker killed after the ledger answered")
         return real_record(pairs, **kwargs)
 
-    monkeypatch.setattr(posting, "_journals_record_results", record_then_crash)
+    monkeypatch.setattr(posting, "journals_record_results", record_then_crash)
 
     with pytest.raises(RuntimeError):
         journals_post(client=ledger.client())
@@ -198,7 +194,7 @@ def test_a_dead_workers_stale_claim_is_taken_over_and_checked_first(ledger, sett
     journal = built_journal()
     client = ledger.client()
     # A worker posted it, then died before recording anything: POSTING, claim held.
-    payload = posting.journal_transaction_input(journal)
+    payload = journal_transaction_input(journal)
     client.create_transactions_bulk(1, [payload], auto_post=True)
     OrderSync.objects.filter(pk=journal.order_sync_id).update(
         state=OrderState.POSTING, claimed_by="dead-worker", claimed_at=timezone.now()
@@ -534,7 +530,7 @@ def test_a_refused_draft_post_whose_lookup_fails_is_failed_not_blocked(ledger):
     assert report.blocked == [] and len(report.failed) == 1
     order_sync = refreshed(journal).order_sync
     assert order_sync.state == OrderState.FAILED
-    order_retry_now = posting.order_retry(order_sync=order_sync)
+    order_retry_now = order_retry(order_sync=order_sync)
     report = journals_post(client=ledger.client(), order_sync_ids=[order_retry_now.pk])
     assert report.found_in_ledger == 1
     journal = refreshed(journal)
@@ -650,9 +646,7 @@ def test_a_review_journal_found_posted_on_resume_is_recorded_as_posted_not_as_a_
     client = ledger.client()
     # A worker created the draft and died before recording it; the draft was then posted in
     # the ledger itself. The order is still POSTING, its claim gone.
-    client.create_transactions_bulk(
-        1, [posting.journal_transaction_input(journal)], auto_post=False
-    )
+    client.create_transactions_bulk(1, [journal_transaction_input(journal)], auto_post=False)
     client.post_drafts_bulk(
         1, [journal.source_transaction_reference], id_type="SOURCE_TRANSACTION_REFERENCE"
     )
@@ -675,12 +669,8 @@ def test_an_order_whose_journal_may_be_in_the_ledger_is_not_parked_waiting_or_bl
 ):
     from integration.gotransverse.errors import ServiceUnavailableError
     from ledger_sync.models import OrderItem
-    from ledger_sync.services.journals import (
-        order_build_journal,
-        order_rebuild,
-        orders_build_ready,
-        orders_select_candidates,
-    )
+    from ledger_sync.services.journals import order_build_journal, order_rebuild, orders_build_ready
+    from ledger_sync.services.order_selection import orders_select_candidates
     from tests.factories.journals import journal_world, order_with_items
 
     journal_world(journal_workflow="auto")
@@ -744,7 +734,7 @@ def test_an_answer_with_neither_id_nor_error_is_looked_up_not_blocked_as_rejecte
     assert report.blocked == [] and len(report.failed) == 1
     order_sync = refreshed(journal).order_sync
     assert order_sync.state == OrderState.FAILED
-    posting.order_retry(order_sync=order_sync)
+    order_retry(order_sync=order_sync)
     ledger.app.reset_calls()
     report = journals_post(client=ledger.client())
     assert report.found_in_ledger == 1 and ledger.bulk_creates() == []
@@ -768,7 +758,7 @@ def test_a_draft_posted_in_the_ledger_between_the_two_lookups_is_not_sent_again(
 
     client.create_transactions_bulk = drafted_then_503
     journals_post(client=client)  # the draft exists; we do not know it (FAILED)
-    order_sync = posting.order_retry(order_sync=refreshed(journal).order_sync)
+    order_sync = order_retry(order_sync=refreshed(journal).order_sync)
 
     retry_client = ledger.client()
     real_find_posted = retry_client.find_transactions_by_reference
@@ -832,7 +822,7 @@ def test_a_retry_a_person_asks_for_is_in_the_history_and_skips_the_backoff():
     asked_at = timezone.now().replace(microsecond=0)
 
     with time_machine.travel(asked_at, tick=False):
-        order_sync = posting.order_retry(order_sync=refreshed(journal).order_sync, user=person)
+        order_sync = order_retry(order_sync=refreshed(journal).order_sync, user=person)
 
     assert (order_sync.state, order_sync.next_attempt_at) == (OrderState.FAILED, None)
     note = OrderTransition.objects.get(order_sync=order_sync)
@@ -845,7 +835,7 @@ def test_a_retry_without_a_person_is_recorded_under_the_system_actor():
     journal = built_journal()
     OrderSync.objects.filter(pk=journal.order_sync_id).update(state=OrderState.FAILED)
 
-    posting.order_retry(order_sync=refreshed(journal).order_sync, actor="system:retry_order_task")
+    order_retry(order_sync=refreshed(journal).order_sync, actor="system:retry_order_task")
 
     note = OrderTransition.objects.get(order_sync_id=journal.order_sync_id)
     assert (note.actor, note.user) == ("system:retry_order_task", None)
@@ -856,7 +846,7 @@ def test_a_retry_of_an_order_no_longer_failed_changes_and_records_nothing():
     order_sync = refreshed(journal).order_sync
     assert order_sync.state == OrderState.JOURNAL_BUILT
 
-    posting.order_retry(order_sync=order_sync, user=accountant())
+    order_retry(order_sync=order_sync, user=accountant())
 
     assert refreshed(journal).order_sync.state == OrderState.JOURNAL_BUILT
     assert not OrderTransition.objects.filter(order_sync=order_sync).exists()

@@ -21,8 +21,8 @@ from ledger_sync.models import (
     WriteBackStep,
 )
 from ledger_sync.models.inbound import CallbackState
+from ledger_sync.services.problem_sources import Observation
 from ledger_sync.services.problems import (
-    Observation,
     problem_report,
     problem_report_safely,
     problems_fold,
@@ -431,7 +431,7 @@ def test_a_real_mirror_pass_puts_its_broken_record_in_the_queue(atlas_sandbox):
 
 
 def test_the_inbound_sweep_refreshes_the_inbound_problems():
-    from ledger_sync.services.inbound import inbound_sweep
+    from ledger_sync.services.sweep import inbound_sweep
 
     now = timezone.now()
     InboundDelivery.objects.create(

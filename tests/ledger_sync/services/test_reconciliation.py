@@ -23,9 +23,10 @@ from ledger_sync.models import (
     ReconciliationRun,
     WriteBackStep,
 )
-from ledger_sync.services.inbound import inbound_sweep
-from ledger_sync.services.posting import journal_approve, journal_reverse
+from ledger_sync.services.journal_corrections import journal_reverse
+from ledger_sync.services.posting import journal_approve
 from ledger_sync.services.reconciliation import reconciliation_run
+from ledger_sync.services.sweep import inbound_sweep
 from ledger_sync.services.writeback import write_backs_run
 from tests.factories.parties import accountant
 from tests.fixtures.atlas_sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from ledger_sync.services import reconciliation_checks as checks
-from ledger_sync.services.reconciliation_checks import Line, OurJournal
+from ledger_sync.services.reconciliation_values import Line, OurJournal
 
 D = Decimal
 AR, REVENUE, BANK = "1100", "4000", "1000"

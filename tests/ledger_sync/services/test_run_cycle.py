@@ -125,7 +125,7 @@ def test_a_crash_after_the_ledger_accepted_is_finished_by_the_next_run_without_r
     from ledger_sync.services import posting
 
     atlas, ledger = sandboxes
-    real_record = posting._journals_record_results
+    real_record = posting.journals_record_results
     crashes = []
 
     def crash_once(pairs, **kwargs):
@@ -134,7 +134,7 @@ def test_a_crash_after_the_ledger_accepted_is_finished_by_the_next_run_without_r
             raise RuntimeError("worker killed between the ledger's answer and our record")
         return real_record(pairs, **kwargs)
 
-    monkeypatch.setattr(posting, "_journals_record_results", crash_once)
+    monkeypatch.setattr(posting, "journals_record_results", crash_once)
     with pytest.raises(RuntimeError):
         run_cycle()
     accepted = {t.source_transaction_reference for t in ledger.app.transactions}
@@ -156,7 +156,7 @@ def test_a_crash_after_the_ledger_accepted_is_finished_by_the_next_run_without_r
 
 
 def test_a_reversed_journal_is_reposted_as_a_new_revision_by_the_next_cycle(sandboxes):
-    from ledger_sync.services.posting import journal_reverse
+    from ledger_sync.services.journal_corrections import journal_reverse
     from tests.factories.parties import accountant
 
     atlas, ledger = sandboxes
@@ -221,8 +221,8 @@ def test_a_cycle_skips_the_gotransverse_pass_while_another_runs_and_goes_on(sand
     from django.utils import timezone
 
     from ledger_sync.models import SyncRun
-    from ledger_sync.services.cycle import cycle_run
-    from ledger_sync.services.gotransverse_mirror import ENTITIES
+    from ledger_sync.services.mirror_records import GOTRANSVERSE_ENTITIES as ENTITIES
+    from ledger_sync.services.pipeline import cycle_run
 
     _, ledger = sandboxes
     running = SyncRun.objects.create(
@@ -253,7 +253,7 @@ def test_a_code_atlas_already_holds_otherwise_is_not_sent_again_each_cycle(sandb
     cycle's mirror sees it, the write-back refuses to overwrite it without calling ATLAS, and
     later cycles leave it failed (shown in each report) without calling ATLAS either."""
     from ledger_sync.models import Counterparty, CounterpartyMapping, WriteBackState
-    from ledger_sync.services.cycle import cycle_run
+    from ledger_sync.services.pipeline import cycle_run
     from tests.factories.parties import CounterpartyMappingFactory, ErpPartyFactory
 
     atlas, _ = sandboxes

@@ -24,15 +24,16 @@ from ledger_sync.models import (
     Problem,
 )
 from ledger_sync.services import settlements
+from ledger_sync.services.api_clients import api_client_create
 from ledger_sync.services.atlas_mirror import atlas_mirror_run
-from ledger_sync.services.cycle import cycle_run
 from ledger_sync.services.gotransverse_mirror import gotransverse_mirror_run
-from ledger_sync.services.inbound import api_client_create, inbound_sweep
+from ledger_sync.services.pipeline import cycle_run
 from ledger_sync.services.posting import journal_approve
 from ledger_sync.services.posting_settings import posting_settings_update
 from ledger_sync.services.problems import problems_refresh
 from ledger_sync.services.remote import gotransverse_client_from_settings
 from ledger_sync.services.settlements import payment_settlement_retry, payment_settlements_due
+from ledger_sync.services.sweep import inbound_sweep
 from tests.concurrency import race
 from tests.factories.parties import accountant, finance_lead
 from tests.ledger_sync.api.payment_support import atlas_client_for, payable_invoice

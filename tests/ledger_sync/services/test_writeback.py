@@ -20,14 +20,13 @@ from ledger_sync.models import (
     PostingSettings,
     WriteBackStep,
 )
-from ledger_sync.services.remote import atlas_client_from_settings
-from ledger_sync.services.writeback import (
+from ledger_sync.services.invoice_writeback import (
     issued_invoice_record_from_erp,
     issued_invoices_ensure,
-    write_back_retry,
-    write_back_steps_open,
-    write_backs_run,
 )
+from ledger_sync.services.remote import atlas_client_from_settings
+from ledger_sync.services.write_back_steps import write_back_retry, write_back_steps_open
+from ledger_sync.services.writeback import write_backs_run
 from tests.concurrency import race
 from tests.factories.atlas import CounterpartyFactory, InvoiceFactory, OrderFactory
 from tests.ledger_sync.services.posting_support import (
