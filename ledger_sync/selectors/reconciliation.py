@@ -9,7 +9,7 @@ streamed with iterator(), no per-order query), so that 10,000 orders reconcile i
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -24,6 +24,7 @@ from ledger_sync.models import (
     Payment,
     PaymentConfirmation,
     ReconciliationRun,
+    SyncRun,
     SyncState,
     WriteBackStep,
 )
@@ -34,7 +35,6 @@ from ledger_sync.services.reconciliation_values import (
     OurJournal,
     PeriodFacts,
 )
-from ledger_sync.services.write_back_steps import WAITING_FOR_ERP_INVOICE
 
 # A journal with one of these statuses is (or was, before a reversal) in the ledger.
 IN_LEDGER_STATUSES: tuple[str, ...] = (Journal.Status.POSTED, Journal.Status.REVERSED)
@@ -217,20 +217,63 @@ def reconciliation_orders(*, order_pks: set[int]) -> dict[int, AtlasOrderNow]:
     return orders
 
 
-def orders_awaiting_erp_invoice(*, order_pks: set[int]) -> set[int]:
-    """The orders (Order pks) whose invoice step waits for the supplier's invoice from the ERP."""
+@dataclass(frozen=True)
+class InvoicesOnTheWay:
+    """Orders whose invoice ATLAS does not hold yet, by why (Order pks)."""
+
+    # The invoice write-back is queued (not tried yet) or waits for the supplier's invoice from
+    # the ERP, and none of the order's write-backs failed: ATLAS is expected to hold the invoice.
+    expected: set[int]
+    # A write-back of the order failed (the invoice step, or the ERP code step it comes after):
+    # ATLAS will not hold the invoice until a person fixes the cause. pk -> what failed,
+    # naming the order.
+    failed: dict[int, str]
+    # The invoice write-back is done: pk -> (the order's label, when ATLAS answered it).
+    written: dict[int, tuple[str, datetime]] = field(default_factory=dict)
+
+
+def orders_invoice_on_the_way(*, order_pks: set[int]) -> InvoicesOnTheWay:
+    """The orders among `order_pks` whose invoice write-back to ATLAS is not done yet."""
     wanted = sorted(order_pks)
-    found: set[int] = set()
+    pending: set[int] = set()
+    failed: dict[int, str] = {}
+    written: dict[int, tuple[str, datetime]] = {}
     for start in range(0, len(wanted), CHUNK):
-        found.update(
-            WriteBackStep.objects.filter(
-                order_sync__order_id__in=wanted[start : start + CHUNK],
-                kind=WriteBackStep.Kind.INVOICE,
-                status=WriteBackStep.Status.PENDING,
-                waiting_for=WAITING_FOR_ERP_INVOICE,
-            ).values_list("order_sync__order_id", flat=True)
-        )
-    return found
+        rows = WriteBackStep.objects.filter(
+            order_sync__order_id__in=wanted[start : start + CHUNK],
+        ).values_list(
+            "order_sync__order_id",
+            "order_sync__order__atlas_id",
+            "order_sync__order__document_reference",
+            "kind", "status", "attempts", "last_error", "done_at",
+        )  # fmt: skip
+        for order_pk, atlas_id, reference, kind, status, attempts, error, done_at in rows.order_by(
+            "kind"
+        ):
+            order = f"Order {atlas_id}" + (f" {reference}" if reference else "")
+            if status == WriteBackStep.Status.DONE:
+                if kind == WriteBackStep.Kind.INVOICE and done_at is not None:
+                    written[order_pk] = (order, done_at)
+            elif status == WriteBackStep.Status.FAILED:
+                failed.setdefault(
+                    order_pk,
+                    f"{order}: write-back {WriteBackStep.Kind(kind).label} failed after "
+                    f"{attempts} attempt(s): {error or 'no error recorded'}",
+                )
+            elif kind == WriteBackStep.Kind.INVOICE:
+                pending.add(order_pk)
+    return InvoicesOnTheWay(expected=pending - set(failed), failed=failed, written=written)
+
+
+def atlas_mirror_last_started() -> datetime | None:
+    """When the last ATLAS mirror pass that finished began (what the mirror is as of)."""
+    return (
+        SyncRun.objects.filter(system=SyncRun.System.ATLAS)
+        .exclude(status__in=(SyncRun.Status.RUNNING, SyncRun.Status.FAILED))
+        .order_by("-started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
 
 
 @dataclass(frozen=True)

@@ -362,15 +362,27 @@ def _counterparty_facts(
     until = scope.period.end if scope.period else None
     money = read.reconciliation_order_money(order_pks=set(order_billing), until=until)
     names = read.order_counterparties(order_pks=set(order_billing))
-    awaiting = read.orders_awaiting_erp_invoice(order_pks=set(order_billing))
+    # Only an order whose posting is in force expects an invoice: a reversed one does not.
+    in_force = {j.order_pk for j in journals if j.is_current_posting}
+    on_the_way = read.orders_invoice_on_the_way(order_pks=set(order_billing) & in_force)
+    mirrored_at = read.atlas_mirror_last_started()
     for order_pk, (code, currency, sign) in order_billing.items():
         held = money[order_pk]
         key = (code, currency)
         invoiced = held.invoiced
-        if order_pk in awaiting and not invoiced:
-            # A supplier's invoice comes from the ERP (services/documents.py): while the order
-            # waits for it, visibly, ATLAS is expected to come to hold the open item.
+        if not invoiced and order_pk in on_the_way.expected:
+            # Posted, and its invoice is on its way to ATLAS: the write-back is queued (the
+            # next cycle, or the approval's task, does it) or the supplier's invoice comes from
+            # the ERP (services/documents.py). Until then ATLAS is expected to hold the open
+            # item; a failed write-back is not expected to heal and stays a difference.
             invoiced = open_item[order_pk]
+            facts.invoices_expected[key] += sign * invoiced
+        elif not invoiced and order_pk in on_the_way.failed:
+            facts.write_backs_failed[key].append(on_the_way.failed[order_pk])
+        elif not invoiced and order_pk in on_the_way.written and open_item[order_pk]:
+            label, written_at = on_the_way.written[order_pk]
+            if mirrored_at is None or written_at >= mirrored_at:
+                facts.invoices_not_mirrored[key].append(label)
         facts.atlas[key] += sign * (invoiced - held.atlas_paid)
         for confirmation_pk, amount in held.accepted:
             if f"{SETTLEMENT_PREFIX}{confirmation_pk}" not in settled:

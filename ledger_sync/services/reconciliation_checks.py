@@ -106,6 +106,10 @@ def _fingerprints(lines: Iterable[Line]) -> Counter:
     return Counter(line.fingerprint for line in lines if line.amount)
 
 
+def _text(amount: Decimal | None) -> str | None:
+    return str(amount) if amount else None
+
+
 def _line_text(line: Line) -> str:
     side = "credit" if line.credit else "debit"
     billing = f" ({line.billing})" if line.billing else ""
@@ -474,7 +478,11 @@ class CounterpartyFacts:
     - atlas: for every order we posted (its posting journal is or was in the ledger), its ATLAS
       invoices minus its ATLAS payments, signed by the order's direction (the sign of the
       control balance we booked for it: receivable +, payable -). Invoices and payments are
-      positive in ATLAS.
+      positive in ATLAS. An order whose invoice is on its way to ATLAS (its write-back queued,
+      or the supplier's invoice awaited from the ERP) counts at the open item we booked until
+      ATLAS holds the invoice (`invoices_expected`); one whose write-back failed counts at what
+      ATLAS holds, and the failure is named (`write_backs_failed`), as is an invoice written
+      after the mirror pass compared (`invoices_not_mirrored`).
     - ours: Σ debit - credit of our posted journals' lines (postings, reversals, settlements,
       any kind) on the receivables and payables accounts carrying this billing account,
       minus the payments we accepted (PaymentConfirmation, not rejected) that no posted
@@ -493,6 +501,15 @@ class CounterpartyFacts:
     counterparty_pks: dict[str, int] = field(default_factory=dict)
     unsettled_payments: dict[tuple[str, str], Decimal] = field(
         default_factory=lambda: defaultdict(lambda: ZERO)
+    )
+    invoices_expected: dict[tuple[str, str], Decimal] = field(
+        default_factory=lambda: defaultdict(lambda: ZERO)
+    )
+    write_backs_failed: dict[tuple[str, str], list[str]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    invoices_not_mirrored: dict[tuple[str, str], list[str]] = field(
+        default_factory=lambda: defaultdict(list)
     )
 
 
@@ -531,7 +548,22 @@ def counterparty_findings(
                     "The ledger's receivable/payable entries for this billing account differ "
                     "from ours: entries booked by another source."
                 )
-        if atlas != ours:
+        failed_write_backs = facts.write_backs_failed.get(key, [])
+        if atlas != ours and failed_write_backs:
+            causes.append(
+                "ATLAS does not hold the invoice of "
+                + "; ".join(failed_write_backs)
+                + ". Fix the cause and retry the write-back (Write-backs to ATLAS, or the "
+                "order's page); the next reconciliation then compares ATLAS's invoice."
+            )
+        not_mirrored = facts.invoices_not_mirrored.get(key, [])
+        if atlas != ours and not_mirrored:
+            causes.append(
+                "ledger_sync wrote the invoice of " + ", ".join(not_mirrored) + " to ATLAS "
+                "after the last ATLAS mirror pass, so the mirror compared does not hold it yet: "
+                "reconcile with a fresh mirror pass (without --no-mirror)."
+            )
+        if atlas != ours and not failed_write_backs and not not_mirrored:
             causes.append(
                 f"ATLAS's invoices minus payments ({money(atlas, currency)}) differ from our "
                 f"open items ({money(ours, currency)}): an invoice not yet written back to "
@@ -551,7 +583,12 @@ def counterparty_findings(
                 amount=ledger - ours if ledger != ours else atlas - ours,
                 cause=" ".join(causes),
                 billing=code,
-                details={"counterparty_pk": facts.counterparty_pks.get(code)},
+                details={
+                    "counterparty_pk": facts.counterparty_pks.get(code),
+                    "invoices_expected_in_atlas": _text(facts.invoices_expected.get(key)),
+                    "write_backs_failed": failed_write_backs or None,
+                    "invoices_not_mirrored": not_mirrored or None,
+                },
             )
         )
     return findings, len(keys)

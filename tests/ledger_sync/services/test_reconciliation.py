@@ -15,14 +15,20 @@ from django.utils import timezone
 
 from integration.sandbox.faults import FaultConfig
 from ledger_sync.models import (
+    Invoice,
     Journal,
     PaymentConfirmation,
     Problem,
     ReconciliationDifference,
     ReconciliationRun,
+    WriteBackStep,
 )
+from ledger_sync.services.journal_corrections import journal_reverse
+from ledger_sync.services.posting import journal_approve
 from ledger_sync.services.reconciliation import reconciliation_run
 from ledger_sync.services.sweep import inbound_sweep
+from ledger_sync.services.writeback import write_backs_run
+from tests.factories.parties import accountant
 from tests.fixtures.atlas_sandbox import SANDBOX_PASSWORD, SANDBOX_USERNAME
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,11 +41,25 @@ TRIGGER_STATUS = "Approved order by ETRM"
 def cycled(make_atlas_sandbox, gotransverse_sandbox, settings):
     """40 ATLAS orders, every unprocessed one in the trigger status, cycled once: posted,
     written back (erpCode, invoice)."""
+    atlas_sandbox = _cycle_once(make_atlas_sandbox, settings, workflow="auto")
+    assert Journal.objects.filter(status=Journal.Status.POSTED).count() >= 3
+    return atlas_sandbox, gotransverse_sandbox
+
+
+@pytest.fixture
+def reviewed(make_atlas_sandbox, gotransverse_sandbox, settings):
+    """The same 40 orders cycled once under the review workflow: drafts awaiting review."""
+    atlas_sandbox = _cycle_once(make_atlas_sandbox, settings, workflow="review")
+    assert Journal.objects.filter(status=Journal.Status.DRAFT).count() >= 3
+    return atlas_sandbox, gotransverse_sandbox
+
+
+def _cycle_once(make_atlas_sandbox, settings, *, workflow: str):
     atlas_sandbox = make_atlas_sandbox(orders=40, rate_limit_per_minute=None)
     settings.ATLAS_BASE_URL = atlas_sandbox.url
     settings.ATLAS_USERNAME = SANDBOX_USERNAME
     settings.ATLAS_PASSWORD = SANDBOX_PASSWORD
-    settings.JOURNAL_WORKFLOW = "auto"
+    settings.JOURNAL_WORKFLOW = workflow
     settings.ATLAS_MAX_RETRIES = 0
     settings.GOTRANSVERSE_MAX_RETRIES = 0
     dataset = atlas_sandbox.app.dataset
@@ -48,12 +68,10 @@ def cycled(make_atlas_sandbox, gotransverse_sandbox, settings):
     for order in dataset.orders.values():
         if order["erpCode"] is None:
             order["status"] = TRIGGER_STATUS
-    out = io.StringIO()
-    # The seed's deliberately broken orders are blocked (exit 1); the rest is posted.
+    # The seed's deliberately broken orders are blocked (exit 1); the rest is journalled.
     with contextlib.suppress(CommandError):
-        call_command("run_cycle", stdout=out, stderr=io.StringIO())
-    assert Journal.objects.filter(status=Journal.Status.POSTED).count() >= 3, out.getvalue()
-    return atlas_sandbox, gotransverse_sandbox
+        call_command("run_cycle", stdout=io.StringIO(), stderr=io.StringIO())
+    return atlas_sandbox
 
 
 def differences(run: ReconciliationRun, level: int | None = None) -> list[ReconciliationDifference]:
@@ -473,3 +491,109 @@ def test_an_accepted_payment_is_reported_until_its_settlement_is_in_the_ledger(p
 
     assert settled.status == ReconciliationRun.Status.DONE, settled.error
     assert differences(settled) == []
+
+
+# --- posted, with the write-backs to ATLAS still to do -------------------------------------
+
+
+def test_approved_drafts_whose_write_backs_are_queued_reconcile_clean(reviewed):
+    """The approval posts; ATLAS learns the invoice from the write-back that follows (the
+    approval's task, or the next cycle). In between, ATLAS holds no invoice: that is the order
+    on its way, not a difference (the README's screenshot reconciles right then)."""
+    drafts = list(Journal.objects.filter(status=Journal.Status.DRAFT).order_by("pk"))
+    approved = journal_approve(journals=drafts, user=accountant())
+    assert approved.posted == len(drafts)
+    assert not Invoice.objects.filter(order__sync__journals__in=drafts).exists()
+    queued = WriteBackStep.objects.filter(kind=WriteBackStep.Kind.INVOICE)
+    assert {step.status for step in queued} == {WriteBackStep.Status.PENDING}
+
+    run = reconciliation_run(trigger="test")
+
+    assert run.status == ReconciliationRun.Status.DONE, run.error
+    assert differences(run) == []
+    assert run.orders_checked == len(drafts) and run.counterparties_checked > 0
+
+
+def test_a_failed_write_back_is_a_counterparty_difference_naming_the_order_and_the_fix(reviewed):
+    atlas, _ledger = reviewed
+    drafts = list(Journal.objects.filter(status=Journal.Status.DRAFT).order_by("pk"))
+    journal_approve(journals=drafts, user=accountant())
+    atlas.app.faults.update(error_rate=1.0)
+    assert write_backs_run().failed
+    atlas.app.faults.update(error_rate=0.0)  # ATLAS is back; the steps wait for their retry
+    orders = [j.order_sync.order for j in drafts]
+    open_items: dict[str, Decimal] = {}
+    for journal in drafts:
+        code, amount = control_effect(journal)
+        open_items[code] = open_items.get(code, D("0.00")) + amount
+
+    run = reconciliation_run(trigger="test")
+
+    assert run.status == ReconciliationRun.Status.DONE, run.error
+    assert differences(run, 1) == [] and differences(run, 2) == []
+    rows = differences(run, 3)
+    assert {row.billing_account_num: row.ours_amount for row in rows} == {
+        code: amount for code, amount in open_items.items() if amount
+    }
+    for row in rows:
+        # ATLAS has no invoice for these orders; we and the ledger hold the open items.
+        assert row.atlas_amount == D("0.00") and row.ours_amount == row.ledger_amount
+        assert row.amount == -row.ours_amount
+        assert "ATLAS does not hold the invoice of Order " in row.likely_cause
+        assert "write-back ERP document code (Order/Post) failed after 1 attempt(s)" in (
+            row.likely_cause
+        )
+        assert "retry the write-back" in row.likely_cause
+    cited = " ".join(row.likely_cause for row in rows)
+    assert all(f"Order {order.atlas_id}" in cited for order in orders)
+
+    write_backs_run(now=timezone.now() + timedelta(days=1))  # past the retry's backoff
+    retried = reconciliation_run(trigger="test")
+
+    assert retried.status == ReconciliationRun.Status.DONE, retried.error
+    assert differences(retried) == []
+
+
+def test_a_posting_reversed_before_its_invoice_was_written_back_expects_no_invoice(reviewed):
+    drafts = list(Journal.objects.filter(status=Journal.Status.DRAFT).order_by("pk"))
+    reviewer = accountant()
+    journal_approve(journals=drafts, user=reviewer)
+    reversed_journal = posted_journal()
+    journal_reverse(journal=reversed_journal, user=reviewer, reason="wrong counterparty")
+    # The order nets to zero with us and in the ledger, and ATLAS never got its invoice.
+    assert not Invoice.objects.filter(order__sync=reversed_journal.order_sync).exists()
+
+    run = reconciliation_run(trigger="test")
+
+    assert run.status == ReconciliationRun.Status.DONE, run.error
+    assert differences(run) == []
+
+
+def test_an_invoice_written_after_the_mirror_pass_is_named_when_reconciled_without_one(reviewed):
+    drafts = list(Journal.objects.filter(status=Journal.Status.DRAFT).order_by("pk"))
+    journal_approve(journals=drafts, user=accountant())
+    written = write_backs_run()
+    assert written.invoices_created >= 3 and not written.failed
+    invoiced = WriteBackStep.objects.filter(
+        kind=WriteBackStep.Kind.INVOICE, status=WriteBackStep.Status.DONE
+    ).select_related("order_sync__order")
+
+    stale = reconciliation_run(trigger="test", mirror_atlas=False)
+
+    assert stale.status == ReconciliationRun.Status.DONE, stale.error
+    rows = differences(stale)
+    assert rows and {row.level for row in rows} == {3}
+    cited = " ".join(row.likely_cause for row in rows)
+    for step in invoiced:
+        order = step.order_sync.order
+        assert f"Order {order.atlas_id} {order.document_reference}" in cited
+    for row in rows:
+        assert row.atlas_amount == D("0.00") and row.ours_amount == row.ledger_amount
+        assert "after the last ATLAS mirror pass" in row.likely_cause
+        assert "reconcile with a fresh mirror pass (without --no-mirror)" in row.likely_cause
+        assert row.details["invoices_not_mirrored"]
+
+    fresh = reconciliation_run(trigger="test")
+
+    assert fresh.status == ReconciliationRun.Status.DONE, fresh.error
+    assert differences(fresh) == []
