@@ -96,10 +96,42 @@ def invoice_report_accept(
             field="dueDate",
             code="invalid_date",
         )
-    order = Order.objects.filter(atlas_id=request.order_atlas_id).first()
+    order, order_sync = _posted_order(request.order_atlas_id)
+    _check_erp_invoices_this(order_sync)
+    _check_matches_order(request, order)
+    _check_order_not_invoiced(request, order, order_sync)
+    _check_invoice_ids_unused(request, order_sync)
+    try:
+        with transaction.atomic():
+            report = InvoiceReport.objects.create(
+                external_id=request.external_id,
+                request_fingerprint=fingerprint,
+                request_json=raw_body,
+                api_client=api_client if getattr(api_client, "pk", None) else None,
+                order_atlas_id=order.atlas_id,
+                invoice_number=request.invoice_number,
+                amount=request.amount,
+                currency=request.currency.upper(),
+                invoice_date=request.invoice_date,
+                due_date=request.due_date,
+                received_at=timezone.now(),
+            )
+            queue = enqueue or _enqueue("ledger_sync.tasks.invoice_report_deliver_task")
+            transaction.on_commit(lambda: queue(report.pk), robust=True)
+    except IntegrityError:
+        repeat = repeat_of(InvoiceReport, request.external_id, fingerprint, "invoice")
+        if repeat is None:
+            raise
+        return repeat, False
+    return report, True
+
+
+def _posted_order(order_atlas_id: int) -> tuple[Order, OrderSync]:
+    """The order and its sync, refused unless its posting journal is in the AR Ledger."""
+    order = Order.objects.filter(atlas_id=order_atlas_id).first()
     if order is None:
         raise CallbackRejected(
-            f"ATLAS order {request.order_atlas_id} is not known to ledger_sync.",
+            f"ATLAS order {order_atlas_id} is not known to ledger_sync.",
             field="order",
             code="unknown_order",
         )
@@ -120,7 +152,10 @@ def invoice_report_accept(
             code="order_not_posted",
         )
     assert order_sync is not None
-    _check_erp_invoices_this(order_sync)
+    return order, order_sync
+
+
+def _check_matches_order(request: InvoiceReportRequest, order: Order) -> None:
     currency = request.currency.upper()
     if currency != order.currency:
         raise CallbackRejected(
@@ -136,6 +171,11 @@ def invoice_report_accept(
             field="amount",
             code="amount_mismatch",
         )
+
+
+def _check_order_not_invoiced(
+    request: InvoiceReportRequest, order: Order, order_sync: OrderSync
+) -> None:
     issued = IssuedInvoice.objects.filter(order_sync=order_sync).first()
     if issued is not None and (
         issued.external_id != request.external_id or issued.number != request.invoice_number
@@ -163,6 +203,9 @@ def invoice_report_accept(
             field="order",
             code="already_invoiced",
         )
+
+
+def _check_invoice_ids_unused(request: InvoiceReportRequest, order_sync: OrderSync) -> None:
     clash = IssuedInvoice.objects.exclude(order_sync=order_sync)
     if clash.filter(number=request.invoice_number).exists():
         raise CallbackRejected(
@@ -176,29 +219,6 @@ def invoice_report_accept(
             field="externalId",
             code="duplicate_external_id",
         )
-    try:
-        with transaction.atomic():
-            report = InvoiceReport.objects.create(
-                external_id=request.external_id,
-                request_fingerprint=fingerprint,
-                request_json=raw_body,
-                api_client=api_client if getattr(api_client, "pk", None) else None,
-                order_atlas_id=order.atlas_id,
-                invoice_number=request.invoice_number,
-                amount=request.amount,
-                currency=currency,
-                invoice_date=request.invoice_date,
-                due_date=request.due_date,
-                received_at=timezone.now(),
-            )
-            queue = enqueue or _enqueue("ledger_sync.tasks.invoice_report_deliver_task")
-            transaction.on_commit(lambda: queue(report.pk), robust=True)
-    except IntegrityError:
-        repeat = repeat_of(InvoiceReport, request.external_id, fingerprint, "invoice")
-        if repeat is None:
-            raise
-        return repeat, False
-    return report, True
 
 
 def _check_erp_invoices_this(order_sync: OrderSync) -> None:

@@ -258,36 +258,11 @@ def invoices_write(steps: list[WriteBackStep], *, client: AtlasClient, report: W
         lookup = client.get_invoices_by_external_ids(
             [issued[s.order_sync_id].external_id for s in remaining]
         )
-        by_external = {inv.external_id: inv for inv in lookup.records}
-        to_create = []
-        for step in remaining:
-            invoice = issued[step.order_sync_id]
-            atlas_invoice = by_external.get(invoice.external_id)
-            unread = None if atlas_invoice else _unreadable_invoice(lookup, invoice.external_id)
-            if atlas_invoice is None and unread is None and step.attempts > 0:
-                # A retry: a create whose answer was lost may have landed under the order.
-                by_order = client.get_invoices_by_order_id(step.order_sync.order.atlas_id)
-                atlas_invoice = next(
-                    (i for i in by_order.records if i.external_id == invoice.external_id), None
-                )
-                if atlas_invoice is None:
-                    unread = _unreadable_invoice(by_order, invoice.external_id)
-            if atlas_invoice is not None:
-                done.append((step, atlas_invoice.raw, f"found in ATLAS as {atlas_invoice.id}"))
-            elif unread is not None:
-                # "Not found" is only an answer when every record ATLAS returned was read: an
-                # unreadable one may be this very invoice, and creating it again would
-                # duplicate it. A person fixes the record in ATLAS; the step is retried.
-                unreadable.append(
-                    (
-                        step,
-                        f"ATLAS returned an invoice record it could not read ({unread}); it may "
-                        f"be invoice {invoice.external_id}, so none is created until the record "
-                        "is corrected in ATLAS",
-                    )
-                )
-            else:
-                to_create.append(step)
+        # done and unreadable grow as each step is sorted: on an AtlasError midway, what
+        # was sorted before it is still recorded below.
+        to_create = _steps_to_create(
+            remaining, issued=issued, lookup=lookup, client=client, done=done, unreadable=unreadable
+        )
         records = [
             invoice_post_record(issued[s.order_sync_id], atlas_order_id=s.order_sync.order.atlas_id)
             for s in to_create
@@ -330,6 +305,50 @@ def invoices_write(steps: list[WriteBackStep], *, client: AtlasClient, report: W
             records=[r for _, r in unconfirmed],
             report=report,
         )
+
+
+def _steps_to_create(
+    remaining: list[WriteBackStep],
+    *,
+    issued: dict[int, IssuedInvoice],
+    lookup: Any,
+    client: AtlasClient,
+    done: list[tuple[WriteBackStep, Any, str]],
+    unreadable: list[tuple[WriteBackStep, str]],
+) -> list[WriteBackStep]:
+    """The steps whose invoice ATLAS does not hold; the ones it holds go to done, the ones
+    whose lookup returned an unreadable record to unreadable."""
+    by_external = {inv.external_id: inv for inv in lookup.records}
+    to_create = []
+    for step in remaining:
+        invoice = issued[step.order_sync_id]
+        atlas_invoice = by_external.get(invoice.external_id)
+        unread = None if atlas_invoice else _unreadable_invoice(lookup, invoice.external_id)
+        if atlas_invoice is None and unread is None and step.attempts > 0:
+            # A retry: a create whose answer was lost may have landed under the order.
+            by_order = client.get_invoices_by_order_id(step.order_sync.order.atlas_id)
+            atlas_invoice = next(
+                (i for i in by_order.records if i.external_id == invoice.external_id), None
+            )
+            if atlas_invoice is None:
+                unread = _unreadable_invoice(by_order, invoice.external_id)
+        if atlas_invoice is not None:
+            done.append((step, atlas_invoice.raw, f"found in ATLAS as {atlas_invoice.id}"))
+        elif unread is not None:
+            # "Not found" is only an answer when every record ATLAS returned was read: an
+            # unreadable one may be this very invoice, and creating it again would
+            # duplicate it. A person fixes the record in ATLAS; the step is retried.
+            unreadable.append(
+                (
+                    step,
+                    f"ATLAS returned an invoice record it could not read ({unread}); it may "
+                    f"be invoice {invoice.external_id}, so none is created until the record "
+                    "is corrected in ATLAS",
+                )
+            )
+        else:
+            to_create.append(step)
+    return to_create
 
 
 def _documents_route(

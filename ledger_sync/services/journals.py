@@ -220,39 +220,54 @@ def _apply_plan(
     *, plan: JournalPlan, ctx: BuildContext, writes: _BatchWrites, actor: str, user: Any
 ) -> None:
     order_sync = plan.order_sync
-    pk = order_sync.pk
     if order_sync.state not in BUILDABLE_STATES:
-        writes.outcomes[pk] = (Outcome.SKIPPED, None)
+        writes.outcomes[order_sync.pk] = (Outcome.SKIPPED, None)
         return
     if plan.waiting_on or plan.problem is not None:
-        current = _current_posting_journal(order_sync, _posting_journals(order_sync))
-        if current is not None and current.status in (Journal.Status.DRAFT, Journal.Status.POSTED):
-            # In the ledger: waiting or blocking it would hide it from the poster and the
-            # reviewer; only a rejection (draft) or a reversal (posted) may follow.
-            writes.outcomes[pk] = (Outcome.ALREADY_SENT, current)
+        if _keep_sent_journal(plan=plan, ctx=ctx, writes=writes, actor=actor, user=user):
             return
-        if (
-            current is not None
-            and current.status == Journal.Status.BUILT
-            and current.request_json
-            and pk not in ctx.confirmed_not_in_ledger
-            and journal_may_have_been_sent(current)
-        ):
-            # An interrupted send: the ledger may hold it. Parked as WAITING or BLOCKED,
-            # nobody would look it up; the poster does that first (JOURNAL_BUILT).
-            _arrive_built(
-                writes,
-                order_sync,
-                actor=actor,
-                user=user,
-                note=(
-                    f"{'items back under review' if plan.waiting_on else plan.problem.message}"
-                    f" — but {current.source_transaction_reference} may already be in the AR "
-                    "Ledger; kept for the poster to look it up"
-                )[:2000],
-            )
-            writes.outcomes[pk] = (Outcome.KEPT_POSSIBLY_SENT, current)
-            return
+        _park(plan=plan, writes=writes, actor=actor, user=user)
+        return
+    _build_journal(plan=plan, ctx=ctx, writes=writes, actor=actor, user=user)
+
+
+def _keep_sent_journal(
+    *, plan: JournalPlan, ctx: BuildContext, writes: _BatchWrites, actor: str, user: Any
+) -> bool:
+    order_sync = plan.order_sync
+    current = _current_posting_journal(order_sync, _posting_journals(order_sync))
+    if current is not None and current.status in (Journal.Status.DRAFT, Journal.Status.POSTED):
+        # In the ledger: waiting or blocking it would hide it from the poster and the
+        # reviewer; only a rejection (draft) or a reversal (posted) may follow.
+        writes.outcomes[order_sync.pk] = (Outcome.ALREADY_SENT, current)
+        return True
+    if (
+        current is not None
+        and current.status == Journal.Status.BUILT
+        and current.request_json
+        and order_sync.pk not in ctx.confirmed_not_in_ledger
+        and journal_may_have_been_sent(current)
+    ):
+        # An interrupted send: the ledger may hold it. Parked as WAITING or BLOCKED,
+        # nobody would look it up; the poster does that first (JOURNAL_BUILT).
+        _arrive_built(
+            writes,
+            order_sync,
+            actor=actor,
+            user=user,
+            note=(
+                f"{'items back under review' if plan.waiting_on else plan.problem.message}"
+                f" — but {current.source_transaction_reference} may already be in the AR "
+                "Ledger; kept for the poster to look it up"
+            )[:2000],
+        )
+        writes.outcomes[order_sync.pk] = (Outcome.KEPT_POSSIBLY_SENT, current)
+        return True
+    return False
+
+
+def _park(*, plan: JournalPlan, writes: _BatchWrites, actor: str, user: Any) -> None:
+    order_sync = plan.order_sync
     if plan.waiting_on:
         _move(
             writes,
@@ -263,36 +278,40 @@ def _apply_plan(
             note=waiting_note(plan.waiting_on),
             waiting_on_items=plan.waiting_on,
         )
-        writes.outcomes[pk] = (Outcome.WAITING, None)
+        writes.outcomes[order_sync.pk] = (Outcome.WAITING, None)
         return
-    if plan.problem is not None:
-        problem = plan.problem
-        problems = plan.problems_json()
-        same = (
-            order_sync.state == S.BLOCKED
-            and order_sync.blocked_reason == problem.reason
-            and order_sync.blocked_message == problem.message
-            and order_sync.blocked_fix_url == problem.fix_url
-            and (order_sync.blocked_problems or []) == problems
-        )
-        if same:
-            writes.outcomes[pk] = (Outcome.STILL_BLOCKED, None)
-            return
-        _move(
-            writes,
-            order_sync,
-            S.BLOCKED,
-            actor=actor,
-            user=user,
-            note=_blocked_note(plan),
-            blocked_reason=problem.reason,
-            blocked_message=problem.message,
-            blocked_fix_url=problem.fix_url,
-            blocked_problems=problems,
-        )
-        writes.outcomes[pk] = (Outcome.BLOCKED, None)
+    problem = plan.problem
+    problems = plan.problems_json()
+    same = (
+        order_sync.state == S.BLOCKED
+        and order_sync.blocked_reason == problem.reason
+        and order_sync.blocked_message == problem.message
+        and order_sync.blocked_fix_url == problem.fix_url
+        and (order_sync.blocked_problems or []) == problems
+    )
+    if same:
+        writes.outcomes[order_sync.pk] = (Outcome.STILL_BLOCKED, None)
         return
+    _move(
+        writes,
+        order_sync,
+        S.BLOCKED,
+        actor=actor,
+        user=user,
+        note=_blocked_note(plan),
+        blocked_reason=problem.reason,
+        blocked_message=problem.message,
+        blocked_fix_url=problem.fix_url,
+        blocked_problems=problems,
+    )
+    writes.outcomes[order_sync.pk] = (Outcome.BLOCKED, None)
 
+
+def _build_journal(
+    *, plan: JournalPlan, ctx: BuildContext, writes: _BatchWrites, actor: str, user: Any
+) -> None:
+    order_sync = plan.order_sync
+    pk = order_sync.pk
     journals = _posting_journals(order_sync)
     current = _current_posting_journal(order_sync, journals)
     revision = order_sync.revision

@@ -170,46 +170,10 @@ def payment_confirmation_accept(
             field="paymentDate",
             code="future_date",
         )
-    invoice_field = "invoiceExternalId" if request.invoice_external_id else "invoiceId"
     try:
         with transaction.atomic():
-            invoice = invoice_resolve(
-                external_id=request.invoice_external_id,
-                atlas_id=request.invoice_atlas_id,
-                lock=True,
-            )
-            if invoice is None:
-                raise CallbackRejected(
-                    f"No invoice {request.invoice_reference} is known to ledger_sync; send the "
-                    "externalId (or ATLAS id) of an invoice issued for an ATLAS order.",
-                    field=invoice_field,
-                    code="unknown_invoice",
-                )
+            invoice = _payable_invoice(request)
             currency = request.currency.upper()
-            if not invoice.currency:
-                raise CallbackRejected(
-                    f"The currency of {invoice.label} is not known yet (its order is not "
-                    "mirrored); try again after the next ATLAS sync.",
-                    field=invoice_field,
-                    code="unknown_invoice",
-                )
-            if currency != invoice.currency:
-                raise CallbackRejected(
-                    f"currency {currency} differs from {invoice.label}, which is in "
-                    f"{invoice.currency}.",
-                    field="currency",
-                    code="currency_mismatch",
-                )
-            paid = invoice_paid_total(invoice)
-            tolerance = Decimal(settings.PAYMENT_OVERPAYMENT_TOLERANCE)
-            if paid + request.amount > invoice.amount + tolerance:
-                raise CallbackRejected(
-                    f"amount {request.amount} {currency} would take {invoice.label} to "
-                    f"{paid + request.amount} paid, past its amount {invoice.amount} "
-                    f"(already paid {paid}, tolerance {tolerance}).",
-                    field="amount",
-                    code="overpayment",
-                )
             confirmation = PaymentConfirmation.objects.create(
                 external_id=request.external_id,
                 request_fingerprint=fingerprint,
@@ -242,6 +206,49 @@ def payment_confirmation_accept(
         extra={"confirmation": confirmation.pk, "invoice": invoice.atlas_id},
     )
     return confirmation, True
+
+
+def _payable_invoice(request: PaymentRequest) -> InvoiceRef:
+    """The invoice paid, locked, refused (naming the field) when unknown, in another currency
+    or paid past its amount beyond PAYMENT_OVERPAYMENT_TOLERANCE."""
+    invoice_field = "invoiceExternalId" if request.invoice_external_id else "invoiceId"
+    invoice = invoice_resolve(
+        external_id=request.invoice_external_id,
+        atlas_id=request.invoice_atlas_id,
+        lock=True,
+    )
+    if invoice is None:
+        raise CallbackRejected(
+            f"No invoice {request.invoice_reference} is known to ledger_sync; send the "
+            "externalId (or ATLAS id) of an invoice issued for an ATLAS order.",
+            field=invoice_field,
+            code="unknown_invoice",
+        )
+    currency = request.currency.upper()
+    if not invoice.currency:
+        raise CallbackRejected(
+            f"The currency of {invoice.label} is not known yet (its order is not "
+            "mirrored); try again after the next ATLAS sync.",
+            field=invoice_field,
+            code="unknown_invoice",
+        )
+    if currency != invoice.currency:
+        raise CallbackRejected(
+            f"currency {currency} differs from {invoice.label}, which is in {invoice.currency}.",
+            field="currency",
+            code="currency_mismatch",
+        )
+    paid = invoice_paid_total(invoice)
+    tolerance = Decimal(settings.PAYMENT_OVERPAYMENT_TOLERANCE)
+    if paid + request.amount > invoice.amount + tolerance:
+        raise CallbackRejected(
+            f"amount {request.amount} {currency} would take {invoice.label} to "
+            f"{paid + request.amount} paid, past its amount {invoice.amount} "
+            f"(already paid {paid}, tolerance {tolerance}).",
+            field="amount",
+            code="overpayment",
+        )
+    return invoice
 
 
 def _enqueue(func: str) -> Callable[[int], None]:

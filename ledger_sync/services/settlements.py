@@ -263,6 +263,21 @@ def payment_settlement_post(
             return _refreshed(confirmation)
         journal = _journal_store(confirmation, plan, journal)
     assert journal is not None
+    return _send_settlement(
+        confirmation, journal, client=client, ledger_id=ledger_id, lease=lease, now=now
+    )
+
+
+def _send_settlement(
+    confirmation: PaymentConfirmation,
+    journal: Journal,
+    *,
+    client: GotransverseClient,
+    ledger_id: int,
+    lease: datetime,
+    now: datetime,
+) -> PaymentConfirmation | None:
+    """Store the request, then send it while the claim is still ours, and record the answer."""
     reference = journal.source_transaction_reference
     payload = journal_transaction_input(journal)
     with transaction.atomic():
