@@ -57,6 +57,8 @@ from ledger_sync.services.background import backoff_delay, task_enqueue
 from ledger_sync.services.ledger_records import (
     bulk_result_from_transaction,
     journal_transaction_input,
+    landed_period,
+    result_raw,
 )
 from ledger_sync.services.remote import gotransverse_client_from_settings
 from ledger_sync.services.settlement_plan import (
@@ -337,21 +339,16 @@ def _refreshed(confirmation: PaymentConfirmation) -> PaymentConfirmation:
 
 
 def _landed_period(result: BulkTransactionResult, fallback: str) -> str:
-    ids = sorted(result.accounting_period_ids)
-    if not ids:
+    """The periods the ledger booked the settlement in, by name; the planned period when the
+    answer names none."""
+    if not result.accounting_period_ids:
         return fallback
     names = dict(
-        AccountingPeriod.objects.filter(gotransverse_id__in=ids).values_list(
-            "gotransverse_id", "name"
-        )
+        AccountingPeriod.objects.filter(
+            gotransverse_id__in=result.accounting_period_ids
+        ).values_list("gotransverse_id", "name")
     )
-    return ", ".join(names.get(pid, f"period {pid}") for pid in ids)[:255]
-
-
-def _raw(result: BulkTransactionResult) -> Any:
-    if result.raw is not None:
-        return result.raw
-    return {"id": result.id, "code": result.code, "error_message": result.error_message}
+    return landed_period(result, names)
 
 
 def _record_posted(
@@ -361,7 +358,7 @@ def _record_posted(
         journal.status = Journal.Status.POSTED
         journal.ledger_transaction_id = str(result.id)
         journal.landed_period = _landed_period(result, journal.landed_period)
-        journal.response_json = wire.dumps(_raw(result), indent=2)
+        journal.response_json = wire.dumps(result_raw(result), indent=2)
         journal.posted_at = timezone.now()
         journal.save(
             update_fields=[
