@@ -57,11 +57,11 @@ from ledger_sync.services.remote import (
     atlas_client_from_settings,
     gotransverse_client_from_settings,
 )
+from ledger_sync.services.settlement_plan import SETTLEMENT_REFERENCE_PREFIX, settlement_reference
 
 logger = logging.getLogger(__name__)
 
 PERIOD_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-SETTLEMENT_PREFIX = "ATLAS-PAYMENT-"
 
 
 class ReconciliationPeriodInvalid(ApplicationError):
@@ -344,7 +344,7 @@ def _counterparty_facts(
     scope: _Scope,
 ) -> checks.CounterpartyFacts:
     facts = checks.CounterpartyFacts()
-    settled = {j.reference for j in journals if j.reference.startswith(SETTLEMENT_PREFIX)}
+    settled = {j.reference for j in journals if j.reference.startswith(SETTLEMENT_REFERENCE_PREFIX)}
     # Each order's billing account and direction, from its posting journals' control lines.
     order_billing: dict[int, tuple[str, str, int]] = {}
     open_item: dict[int, Decimal] = {}  # the latest posting journal's, by order pk
@@ -385,7 +385,7 @@ def _counterparty_facts(
                 facts.invoices_not_mirrored[key].append(label)
         facts.atlas[key] += sign * (invoiced - held.atlas_paid)
         for confirmation_pk, amount in held.accepted:
-            if f"{SETTLEMENT_PREFIX}{confirmation_pk}" not in settled:
+            if settlement_reference(confirmation_pk) not in settled:
                 facts.ours[key] -= sign * amount
                 facts.unsettled_payments[key] += sign * amount
         counterparty_pk, name = names.get(order_pk, (None, ""))
